@@ -1,0 +1,81 @@
+"""Differentiable DFlex-style tasks from Rewarped behind one API: `make_env(env_id, num_envs, ...)`."""
+import importlib
+
+import torch
+
+from .diff_env import DiffEnv
+from .quiet import import_rewarped, quiet_construction
+
+ENV_IDS = ("Ant", "Hopper", "Humanoid", "Anymal", "HandReorient", "CartPole")
+
+# env id -> (module, class) of the Rewarped task
+_REWARPED_TASKS = {
+    "Ant": ("rewarped.envs.dflex.ant", "Ant"),
+    "Humanoid": ("rewarped.envs.dflex.humanoid", "Humanoid"),
+    "HandReorient": ("rewarped.envs.isaacgymenvs.allegro_hand", "AllegroHand"),
+    "CartPole": ("rewarped.envs.dflex.cartpole", "Cartpole"),
+}
+
+
+def _check_device(device):
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; use 'cpu' or 'cuda' (or 'cuda:N')") from None
+    if device.type == "cpu":
+        return "cpu"
+    if device.type != "cuda":
+        raise ValueError(f"unsupported device {str(device)!r}; use 'cpu' or 'cuda' (or 'cuda:N')")
+    if not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but this machine has no usable CUDA GPU; use device='cpu'")
+    index = device.index or 0
+    if index >= torch.cuda.device_count():
+        raise ValueError(f"no GPU cuda:{index} here ({torch.cuda.device_count()} found); use 'cuda:0' or 'cpu'")
+    return f"cuda:{index}"
+
+
+def make_env(env_id, num_envs, device="cpu", seed=0, requires_grad=True, episode_length=None):
+    """Build `num_envs` parallel copies of task `env_id` (one of `ENV_IDS`) and return a `DiffEnv`.
+
+    `requires_grad=False` builds the simulator without its backward pass (faster, flat memory: for PPO).
+    `episode_length=None` keeps the task's own time limit. The same seed on the same device gives
+    bit-identical rollouts.
+    """
+    if env_id not in ENV_IDS:
+        raise ValueError(f"unknown env id {env_id!r}; known ids: {', '.join(ENV_IDS)}")
+    if env_id not in _REWARPED_TASKS:
+        raise ValueError(
+            f"{env_id} is not available yet (Rewarped 1.3.3's version is broken or a stub); "
+            f"choose one of: {', '.join(_REWARPED_TASKS)}"
+        )
+    if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+        raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+    if episode_length is not None and (not isinstance(episode_length, int) or episode_length < 1):
+        raise ValueError(f"episode_length must be a positive integer or None, got {episode_length!r}")
+    device = _check_device(device)
+
+    import_rewarped()
+    from .rewarped_fixes import PartialResetFix
+
+    module, name = _REWARPED_TASKS[env_id]
+    rewarped_task = getattr(importlib.import_module(module), name)
+    task_class = type(name, (rewarped_task, PartialResetFix), {})
+    kwargs = dict(
+        num_envs=num_envs,
+        device=device,
+        no_grad=not requires_grad,
+        # With env offsets, N=128 Ant envs sit up to ±160 m apart and float32 loses the twist -> COM velocity.
+        no_env_offset=True,
+        # CUDA-graph capture of the simulation step where it exists; Warp's CPU backend has none.
+        use_graph_capture=device.startswith("cuda"),
+    )
+    if episode_length is not None:
+        kwargs["episode_length"] = episode_length
+    env = None
+    with quiet_construction():
+        task = task_class(**kwargs)
+        env = DiffEnv(task, seed)
+        with env._own_rng():
+            task.init()
+            task.initialized = True
+    return env

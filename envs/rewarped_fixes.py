@@ -1,0 +1,44 @@
+"""A correction to Rewarped 1.3.3's `WarpEnv`, placed between each task class and `WarpEnv`.
+
+`make_env` builds `class Task(RewarpedTask, PartialResetFix)`, so the method order is
+Task → RewarpedTask → PartialResetFix → WarpEnv, and a task's own `reset_idx` that calls `super()` reaches
+the corrected one below.
+"""
+import torch
+import warp as wp
+from rewarped.warp_env import WarpEnv
+
+
+class PartialResetFix(WarpEnv):
+    def reset_idx(self, env_ids):
+        """Reset `env_ids`; every other env keeps its state *and* its autograd history.
+
+        Rewarped copies the surviving envs in place into a detached tensor, which cuts the gradient path of
+        every env as soon as one env resets, and it refuses partial resets in tasks without early
+        termination (the NaN guard needs them). Copying out of place gives the same values and keeps the graph.
+        """
+        n = self.num_envs
+        keep = torch.ones(n, dtype=torch.bool, device=self.device)
+        keep[env_ids] = False
+        keep_ids = keep.nonzero().squeeze(-1)
+        prev_state, prev_actions = self.state, self.actions
+
+        self.actions = torch.zeros((n, self.num_actions), dtype=torch.float, device=self.device)
+        self.state_0 = self.model.state()
+        self.control_0 = self.model.control()
+        if self.requires_grad:
+            self.state_tensors = [wp.to_torch(getattr(self.state_0, k)) for k in self.state_tensors_names]
+            self.control_tensors = [wp.to_torch(getattr(self.control_0, k)) for k in self.control_tensors_names]
+        if self.randomize:
+            self.randomize_init(env_ids)
+        if self.eval_fk:
+            wp.sim.eval_fk(self.model, self.state_0.joint_q, self.state_0.joint_qd, None, self.state_0)
+        if len(keep_ids) == 0:
+            return
+
+        self.actions = self.actions.index_copy(0, keep_ids, prev_actions[keep_ids])
+        for name, array in vars(self.state_0).items():
+            if isinstance(array, wp.array):
+                fresh, prev = getattr(self.state, name), getattr(prev_state, name)
+                kept = fresh.view(n, -1).index_copy(0, keep_ids, prev.view(n, -1)[keep_ids])
+                self.state.assign(name, kept.view(fresh.shape))
