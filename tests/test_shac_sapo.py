@@ -1,0 +1,130 @@
+"""Properties of shac_dflex.py and sapo_dflex.py, each checked against an independent computation."""
+import math
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import sapo_dflex
+import shac_dflex
+
+SCRIPTS = [shac_dflex, sapo_dflex]
+
+
+def brute_force_lambda_returns(rewards, next_values, terminated, truncated, gamma, lam):
+    """lambda-return by its definition: (1 - lam) sum_n lam^(n-1) G^(n) + lam^(K-1) G^(K), where the K-step
+    return G^(K) reaches the end of the segment (episode end or horizon end) and n-step returns bootstrap
+    with the value after step t+n-1 (0 after a termination)."""
+    H, N = rewards.shape
+    targets = torch.zeros(H, N, dtype=torch.float64)
+    for i in range(N):
+        for t in range(H):
+            end = next(j for j in range(t, H) if terminated[j, i] or truncated[j, i] or j == H - 1)
+            K = end - t + 1
+
+            def n_step(n):
+                ret = sum(gamma**k * rewards[t + k, i] for k in range(n))
+                value = 0.0 if terminated[t + n - 1, i] else next_values[t + n - 1, i]
+                return ret + gamma**n * value
+
+            shorter = sum(lam ** (n - 1) * n_step(n) for n in range(1, K))
+            targets[t, i] = (1 - lam) * shorter + lam ** (K - 1) * n_step(K)
+    return targets
+
+
+def random_episode_flags(H, N, seed):
+    g = torch.Generator().manual_seed(seed)
+    terminated = torch.rand(H, N, generator=g) < 0.15
+    truncated = (torch.rand(H, N, generator=g) < 0.15) & ~terminated
+    return terminated, truncated
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_td_lambda_targets_equal_brute_force_lambda_returns(script):
+    H, N, gamma, lam = 12, 6, 0.99, 0.95
+    g = torch.Generator().manual_seed(0)
+    rewards = torch.randn(H, N, generator=g, dtype=torch.float64)
+    next_values = torch.randn(H, N, generator=g, dtype=torch.float64)
+    terminated, truncated = random_episode_flags(H, N, seed=1)
+    assert terminated.any() and truncated.any()
+    targets = script.td_lambda_targets(rewards, next_values, terminated, truncated, gamma, lam)
+    expected = brute_force_lambda_returns(rewards, next_values, terminated, truncated, gamma, lam)
+    torch.testing.assert_close(targets, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_segment_returns_bootstrap_in_each_segment_end_case(script):
+    """Three steps, three envs: env 0 terminates at step 1, env 1 is truncated at step 0, env 2 runs through."""
+    g = 0.9
+    rewards = torch.tensor([[1.0, 4.0, 7.0], [2.0, 5.0, 8.0], [3.0, 6.0, 9.0]])  # (H=3, N=3)
+    next_values = torch.tensor([[10.0, 40.0, 70.0], [20.0, 50.0, 80.0], [30.0, 60.0, 90.0]])
+    terminated = torch.tensor([[False, False, False], [True, False, False], [False, False, False]])
+    truncated = torch.tensor([[False, True, False], [False, False, False], [False, False, False]])
+    expected = torch.tensor([
+        (1 + g * 2 + g**2 * 0) + (3 + g * 30),  # termination: bootstrap 0; then horizon end
+        (4 + g * 40) + (5 + g * 6 + g**2 * 60),  # truncation: bootstrap V(final obs); then horizon end
+        7 + g * 8 + g**2 * 9 + g**3 * 90,  # horizon end only: V(s_H)
+    ])
+    torch.testing.assert_close(script.segment_returns(rewards, next_values, terminated, truncated, g), expected)
+
+
+def test_squashed_normal_log_prob_matches_change_of_variables():
+    """log pi(a) = log N(u) - log |da/du|. |da/du| by central differences of tanh (float64) for moderate u;
+    in the tails, where those differences drown in rounding, by the identity 1 - tanh(u)^2 = 1 / cosh(u)^2."""
+    u = torch.tensor([[-3.0, -0.5, 0.0, 0.7, 2.5, -12.0, 9.0, 15.0]], dtype=torch.float64)
+    mean, log_std = torch.full_like(u, 0.3), torch.full_like(u, -0.4)
+    h = 1e-6
+    finite_difference = (torch.tanh(u + h) - torch.tanh(u - h)) / (2 * h)
+    log_dtanh = torch.where(u.abs() < 4, torch.log(finite_difference), -2 * torch.log(torch.cosh(u)))
+    expected = torch.distributions.Normal(mean, log_std.exp()).log_prob(u) - log_dtanh
+    for i in range(u.shape[1]):  # one action dim at a time, so the sum over dims is trivial
+        got = sapo_dflex.squashed_normal_log_prob(u[:, i : i + 1], mean[:, i : i + 1], log_std[:, i : i + 1])
+        assert math.isclose(got.item(), expected[0, i].item(), rel_tol=1e-7, abs_tol=1e-6), (u[0, i], got)
+    far = torch.tensor([[-40.0, 40.0]])  # |a| rounds to 1 in float32; the log-prob must stay finite
+    assert torch.isfinite(sapo_dflex.squashed_normal_log_prob(far, torch.zeros_like(far), torch.zeros_like(far)))
+
+
+def test_obs_normalizer_matches_statistics_of_all_observations_seen():
+    normalizer = shac_dflex.ObsNormalizer(3)
+    batches = [torch.randn(50, 3) * torch.tensor([1.0, 5.0, 0.1]) + 2 for _ in range(4)]
+    for batch in batches:
+        normalizer.update(batch)
+    # the prior (mean 0, var 1, count 1) acts as one pseudo-observation with that mean and variance
+    data = torch.cat(batches).double()
+    count = 1 + len(data)
+    mean = data.sum(0) / count
+    var = (1 + ((data - mean) ** 2).sum(0) + mean**2) / count
+    torch.testing.assert_close(normalizer.mean, mean)
+    torch.testing.assert_close(normalizer.var, var)
+
+
+def scalars_of(run_dir):
+    accumulator = EventAccumulator(str(run_dir))
+    accumulator.Reload()
+    return {tag: [event.value for event in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+
+
+SHAC_TAGS = {
+    "charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/learning_rate", "losses/actor_loss",
+    "losses/value_loss", "losses/grad_norm", "losses/skipped_updates", "perf/sim_s", "perf/update_s",
+    "eval/deterministic_return", "eval/stochastic_return",
+}
+EXPECTED_TAGS = {shac_dflex: SHAC_TAGS, sapo_dflex: SHAC_TAGS | {"losses/entropy", "losses/alpha"}}
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_seeded_cartpole_run_logs_every_tag_and_repeats_exactly(script, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runs = []
+    for name in ("first", "second"):  # distinct names: both runs may start within the same second
+        args = script.Args(
+            exp_name=name, env_id="CartPole", num_envs=4, horizon=8, total_timesteps=64, episode_length=5, seed=3,
+            cuda=False,
+        )
+        run_name, _ = script.main(args)
+        runs.append(scalars_of(tmp_path / "runs" / run_name))
+    first, second = runs
+    assert EXPECTED_TAGS[script] <= set(first)
+    timing = {"charts/SPS", "perf/sim_s", "perf/update_s"}
+    for tag in set(first) - timing:
+        assert first[tag] == second[tag], tag
