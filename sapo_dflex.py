@@ -94,7 +94,7 @@ class Args:
     batch_size: int = 0
     """the number of env steps per iteration (num_envs * horizon)"""
     num_iterations: int = 0
-    """the number of iterations (total_timesteps // batch_size)"""
+    """the number of iterations (total_timesteps // batch_size; 0 with --eval-model)"""
 
 
 def complete_args(args):
@@ -116,7 +116,7 @@ def complete_args(args):
         )
     if args.num_minibatches > args.batch_size:
         raise ValueError(f"--num-minibatches {args.num_minibatches} exceeds the {args.batch_size} samples per iteration")
-    args.num_iterations = args.total_timesteps // args.batch_size
+    args.num_iterations = 0 if args.eval_model else args.total_timesteps // args.batch_size
     return args
 
 
@@ -341,7 +341,7 @@ def main(args):
     last_return = float("nan")  # mean return of the latest finished episodes, for the progress line
     obs = env.reset()
 
-    for iteration in range(args.num_iterations if not args.eval_model else 0):
+    for iteration in range(args.num_iterations):
         frac = iteration / args.num_iterations
         actor_lr = args.actor_lr + frac * (args.end_lr - args.actor_lr)
         actor_optimizer.param_groups[0]["lr"] = actor_lr
@@ -377,7 +377,8 @@ def main(args):
         step_rewards, step_values = torch.stack(step_rewards), torch.stack(step_values)
         rewards[:], next_values[:] = step_rewards.detach(), step_values.detach()
 
-        # Actor: one step on -J, J = 1/(N*H) * sum of segment returns (SPEC §1, step 4)
+        # Actor: one step on -J, the short-horizon objective of Eq. (4), J = 1/(N*H) * sum of segment returns
+        # (SPEC §1, step 4)
         objective = segment_returns(step_rewards, step_values, terminations, truncations, args.gamma).sum() / (N * H)
         actor_loss = -objective
         actor_optimizer.zero_grad()
