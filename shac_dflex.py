@@ -41,7 +41,7 @@ class Args:
     save_model: bool = False
     """whether to save the model to `runs/{run_name}/{exp_name}.model`"""
     eval_model: Optional[str] = None
-    """path of a saved model: load it, skip training and only evaluate"""
+    """path of a saved model: load it (with its network sizes), skip training and only evaluate"""
 
     # Algorithm specific arguments
     env_id: str = "Ant"
@@ -96,6 +96,15 @@ def complete_args(args):
         raise ValueError(f"unknown --env-id {args.env_id!r}; known ids: {', '.join(ENV_IDS)}")
     if args.num_envs is None:
         args.num_envs = PAPER_NUM_ENVS[args.env_id]
+    if args.eval_model is not None:
+        if not os.path.isfile(args.eval_model):
+            raise ValueError(f"--eval-model {args.eval_model}: no such file")
+        saved = torch.load(args.eval_model, map_location="cpu", weights_only=True)["args"]
+        if saved["env_id"] != args.env_id:
+            raise ValueError(
+                f"{args.eval_model} holds a model for {saved['env_id']}; run with --env-id {saved['env_id']}"
+            )
+        args.actor_hidden, args.critic_hidden = saved["actor_hidden"], saved["critic_hidden"]
     args.actor_hidden = tuple(args.actor_hidden or ACTOR_HIDDEN.get(args.env_id, DEFAULT_HIDDEN))
     args.critic_hidden = tuple(args.critic_hidden or CRITIC_HIDDEN.get(args.env_id, DEFAULT_HIDDEN))
     for name in ("num_envs", "horizon", "critic_iterations", "num_minibatches", "max_skipped_updates"):
@@ -224,9 +233,9 @@ def td_lambda_targets(rewards, next_values, terminated, truncated, gamma, lam):
 
 
 @torch.no_grad()
-def evaluate(env, actor, normalize, deterministic):
-    """Mean undiscounted return of one complete episode per env, from a fresh reset (SPEC §6)."""
-    obs = env.reset()
+def evaluate(env, actor, normalize, deterministic, seed):
+    """Mean undiscounted return of one complete episode per env, from the initial states of `seed` (SPEC §6)."""
+    obs = env.reset(seed=seed)
     returns = torch.zeros(env.num_envs, device=env.device)
     running = torch.ones(env.num_envs, dtype=torch.bool, device=env.device)
     for _ in range(env.max_episode_length):
@@ -249,14 +258,8 @@ def save_model(path, args, actor, critics, obs_normalizer):
     os.replace(path + ".tmp", path)  # atomic: a crash never leaves a half-written model
 
 
-def load_model(path, args, actor, critics, obs_normalizer):
+def load_model(path, actor, critics, obs_normalizer):
     model = torch.load(path, map_location="cpu", weights_only=True)
-    saved = model["args"]
-    if saved["env_id"] != args.env_id or tuple(saved["actor_hidden"]) != tuple(args.actor_hidden):
-        raise ValueError(
-            f"{path} holds a model for --env-id {saved['env_id']} with actor {tuple(saved['actor_hidden'])}; "
-            f"run with --env-id {saved['env_id']} --actor-hidden {' '.join(map(str, saved['actor_hidden']))}"
-        )
     actor.load_state_dict(model["actor"])
     for critic, state in zip(critics, model["critics"]):
         critic.load_state_dict(state)
@@ -298,7 +301,7 @@ def main(args):
     critics = nn.ModuleList([Critic(env.num_obs, args.critic_hidden) for _ in range(2)]).to(device)
     obs_normalizer = ObsNormalizer(env.num_obs).to(device)
     if args.eval_model:
-        load_model(args.eval_model, args, actor, critics, obs_normalizer)
+        load_model(args.eval_model, actor, critics, obs_normalizer)
     actor_optimizer = torch.optim.AdamW(actor.parameters(), lr=args.actor_lr, betas=args.betas)
     critic_optimizer = torch.optim.AdamW(critics.parameters(), lr=args.critic_lr, betas=args.betas)
 
@@ -426,7 +429,7 @@ def main(args):
     normalize = obs_normalizer.frozen()
     eval_returns = {}
     for mode in ("deterministic", "stochastic"):
-        eval_returns[mode] = evaluate(env, actor, normalize, deterministic=(mode == "deterministic"))
+        eval_returns[mode] = evaluate(env, actor, normalize, mode == "deterministic", args.seed)
         writer.add_scalar(f"eval/{mode}_return", eval_returns[mode], global_step)
     print(f"eval: deterministic_return={eval_returns['deterministic']:.2f}  "
           f"stochastic_return={eval_returns['stochastic']:.2f}")

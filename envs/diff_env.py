@@ -9,7 +9,7 @@ from .quiet import no_nonleaf_grad_warning
 class DiffEnv:
     """N parallel copies of a differentiable task, auto-reset, on one device.
 
-    obs = env.reset()                                            # (N, num_obs)
+    obs = env.reset(seed=None)                                   # (N, num_obs)
     obs, reward, terminated, truncated, info = env.step(actions) # actions (N, num_actions), clipped to [-1, 1]
     info["final_obs"]    # observation before the auto-reset (== obs where nothing ended), differentiable
     info["nan_resets"]   # how many envs were reset this step because their obs or reward was not finite
@@ -26,6 +26,9 @@ class DiffEnv:
         self.requires_grad = task.requires_grad
         # Rewarped draws its random initial states from torch's global RNG and ignores its `seed` argument.
         # The env keeps a generator state of its own and swaps it in around every task call.
+        self._seed(seed)
+
+    def _seed(self, seed):
         self._rng_state = torch.Generator(self.device).manual_seed(seed).get_state()
 
     @contextlib.contextmanager
@@ -43,8 +46,10 @@ class DiffEnv:
         obs = self.task.obs_buf
         return obs["obs"] if isinstance(obs, dict) else obs  # AllegroHand returns a dict
 
-    def reset(self):
-        """Reset every env to a fresh random initial state."""
+    def reset(self, seed=None):
+        """Reset every env to a fresh random initial state; with `seed`, the states a new env of that seed starts in."""
+        if seed is not None:
+            self._seed(seed)
         with self._own_rng():
             self.task.reset()
         return self._obs()

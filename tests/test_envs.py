@@ -57,6 +57,14 @@ def test_same_seed_gives_bit_identical_rollouts_whatever_else_draws_random_numbe
     assert not torch.equal(other, runs[0][0])
 
 
+def test_reset_with_a_seed_restarts_from_the_initial_states_of_that_seed_whatever_the_history():
+    fresh = make_env("CartPole", 4, seed=7).reset()
+    env = make_env("CartPole", 4, seed=3, episode_length=5)
+    env.reset()
+    rollout(env, random_actions(env, 12))
+    assert torch.equal(env.reset(seed=7), fresh)
+
+
 def test_reward_gradient_wrt_earlier_action_matches_finite_difference():
     actions = 0.3 * random_actions(make_env("CartPole", 2), 8)
 
