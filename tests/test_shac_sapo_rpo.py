@@ -1,14 +1,18 @@
-"""Properties of shac_dflex.py and sapo_dflex.py, each checked against an independent computation."""
+"""Properties that shac_dflex.py, sapo_dflex.py and rpo_continuous_dflex.py share, each checked against an
+independent computation. RPO's own properties are in test_rpo.py."""
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import rpo_continuous_dflex
 import sapo_dflex
 import shac_dflex
 
-SCRIPTS = [shac_dflex, sapo_dflex]
+SCRIPTS = [shac_dflex, sapo_dflex, rpo_continuous_dflex]
 
 
 def brute_force_lambda_returns(rewards, next_values, terminated, truncated, gamma, lam):
@@ -68,7 +72,8 @@ def test_segment_returns_bootstrap_in_each_segment_end_case(script):
     torch.testing.assert_close(script.segment_returns(rewards, next_values, terminated, truncated, g), expected)
 
 
-def test_squashed_normal_log_prob_matches_change_of_variables():
+@pytest.mark.parametrize("script", [sapo_dflex, rpo_continuous_dflex])
+def test_squashed_normal_log_prob_matches_change_of_variables(script):
     """log pi(a) = log N(u) - log |da/du|. |da/du| by central differences of tanh (float64) for moderate u;
     in the tails, where those differences drown in rounding, by the identity 1 - tanh(u)^2 = 1 / cosh(u)^2."""
     u = torch.tensor([[-3.0, -0.5, 0.0, 0.7, 2.5, -12.0, 9.0, 15.0]], dtype=torch.float64)
@@ -78,10 +83,10 @@ def test_squashed_normal_log_prob_matches_change_of_variables():
     log_dtanh = torch.where(u.abs() < 4, torch.log(finite_difference), -2 * torch.log(torch.cosh(u)))
     expected = torch.distributions.Normal(mean, log_std.exp()).log_prob(u) - log_dtanh
     for i in range(u.shape[1]):  # one action dim at a time, so the sum over dims is trivial
-        got = sapo_dflex.squashed_normal_log_prob(u[:, i : i + 1], mean[:, i : i + 1], log_std[:, i : i + 1])
+        got = script.squashed_normal_log_prob(u[:, i : i + 1], mean[:, i : i + 1], log_std[:, i : i + 1])
         assert math.isclose(got.item(), expected[0, i].item(), rel_tol=1e-7, abs_tol=1e-6), (u[0, i], got)
     far = torch.tensor([[-40.0, 40.0]])  # |a| rounds to 1 in float32; the log-prob must stay finite
-    assert torch.isfinite(sapo_dflex.squashed_normal_log_prob(far, torch.zeros_like(far), torch.zeros_like(far)))
+    assert torch.isfinite(script.squashed_normal_log_prob(far, torch.zeros_like(far), torch.zeros_like(far)))
 
 
 def test_obs_normalizer_matches_statistics_of_all_observations_seen():
@@ -109,22 +114,71 @@ SHAC_TAGS = {
     "losses/value_loss", "losses/grad_norm", "losses/skipped_updates", "perf/sim_s", "perf/update_s",
     "eval/deterministic_return", "eval/stochastic_return",
 }
-EXPECTED_TAGS = {shac_dflex: SHAC_TAGS, sapo_dflex: SHAC_TAGS | {"losses/entropy", "losses/alpha"}}
+SAPO_TAGS = SHAC_TAGS | {"losses/entropy", "losses/alpha"}
+RPO_TAGS = SAPO_TAGS | {
+    "losses/kl", "losses/clipfrac", "losses/ratio_max", "losses/action_grad_norm", "losses/surrogate",
+}
+EXPECTED_TAGS = {shac_dflex: SHAC_TAGS, sapo_dflex: SAPO_TAGS, rpo_continuous_dflex: RPO_TAGS}
+
+
+def tiny_cartpole_args(script, exp_name, **overrides):
+    """Two iterations of 4 envs x 8 steps; exp_name keeps runs apart that start within the same second."""
+    return script.Args(exp_name=exp_name, env_id="CartPole", num_envs=4, horizon=8, total_timesteps=64,
+                       episode_length=5, seed=3, cuda=False, **overrides)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_seeded_cartpole_run_logs_every_tag_and_repeats_exactly(script, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     runs = []
-    for name in ("first", "second"):  # distinct names: both runs may start within the same second
-        args = script.Args(
-            exp_name=name, env_id="CartPole", num_envs=4, horizon=8, total_timesteps=64, episode_length=5, seed=3,
-            cuda=False,
-        )
-        run_name, _ = script.main(args)
+    for name in ("first", "second"):
+        run_name, _ = script.main(tiny_cartpole_args(script, name))
         runs.append(scalars_of(tmp_path / "runs" / run_name))
     first, second = runs
     assert EXPECTED_TAGS[script] <= set(first)
     timing = {"charts/SPS", "perf/sim_s", "perf/update_s"}
     for tag in set(first) - timing:
         assert first[tag] == second[tag], tag
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_saved_model_reloads_and_evaluates_to_the_same_returns(script, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run_name, trained_returns = script.main(tiny_cartpole_args(script, "train", save_model=True))
+    model_path = f"runs/{run_name}/train.model"
+    _, reloaded_returns = script.main(tiny_cartpole_args(script, "reload", eval_model=model_path))
+    # same seed, same fresh reset, same deterministic policy
+    assert reloaded_returns["deterministic"] == trained_returns["deterministic"]
+    with pytest.raises(ValueError, match="run with --env-id CartPole"):
+        script.complete_args(script.Args(env_id="Ant", eval_model=model_path))
+
+
+BAD_ARGUMENTS = [
+    ({"env_id": "Pendulum"}, "known ids: Ant, Hopper"),
+    ({"env_id": "CartPole", "num_envs": 0}, "--num-envs must be at least 1"),
+    ({"env_id": "CartPole", "num_envs": 64, "total_timesteps": 1000}, "raise it or lower --num-envs"),
+    ({"env_id": "CartPole", "eval_model": "missing.model"}, "no such file"),
+]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("kwargs, message", BAD_ARGUMENTS)
+def test_impossible_arguments_are_refused_with_the_fix_named(script, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        script.complete_args(script.Args(**kwargs))
+
+
+@pytest.mark.parametrize("script", [sapo_dflex, rpo_continuous_dflex])
+def test_nonpositive_initial_temperature_is_refused(script):
+    with pytest.raises(ValueError, match="--alpha-init must be positive"):
+        script.complete_args(script.Args(env_id="CartPole", alpha_init=0.0))
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_command_line_reports_bad_input_in_one_line(script):
+    result = subprocess.run([sys.executable, script.__file__, "--env-id", "Pendulum"], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        "error: unknown --env-id 'Pendulum'; known ids: Ant, Hopper, Humanoid, Anymal, HandReorient, CartPole"
+    ]

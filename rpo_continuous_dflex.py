@@ -1,0 +1,569 @@
+# RPO, Reparameterization Proximal Policy Optimization (arXiv 2508.06214): SAPO's rollout, one backward pass
+# that caches the action-gradients dJ/du_t, then several clipped, KL-regularised policy epochs that reuse them.
+# Specification: SPEC.md §1, §3 and §4; usage: README.md.
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Literal, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+from torch.utils.tensorboard import SummaryWriter
+
+from envs import ENV_IDS, make_env
+
+# Per-task settings of the papers (SPEC §1, §6); CartPole's small networks follow DiffRL's cart-pole config.
+PAPER_NUM_ENVS = {"Hopper": 1024, "Ant": 128, "Humanoid": 64, "Anymal": 128, "HandReorient": 64, "CartPole": 64}
+ACTOR_HIDDEN = {"HandReorient": (512, 256), "CartPole": (64, 64)}
+CRITIC_HIDDEN = {"HandReorient": (256, 256), "CartPole": (64, 64)}
+DEFAULT_HIDDEN = (400, 200, 100)
+# (kl_coef, ent_coef): Ant and Hopper from the paper's Table 4 as cited by a re-implementation (SPEC §4)
+KL_ENT_COEFS = {"Ant": (0.25, 0.2), "Hopper": (0.2, 0.25)}
+DEFAULT_KL_ENT_COEFS = (0.2, 0.2)  # unconfirmed
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment"""
+    seed: int = 1
+    """seed of the experiment"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = True
+    """if toggled, use the GPU when there is one"""
+    track: bool = False
+    """if toggled, track the run with Weights and Biases"""
+    wandb_project_name: str = "dflex-rl"
+    """the wandb's project name"""
+    wandb_entity: Optional[str] = None
+    """the entity (team) of wandb's project"""
+    save_model: bool = False
+    """whether to save the model to `runs/{run_name}/{exp_name}.model`"""
+    eval_model: Optional[str] = None
+    """path of a saved model: load it (with its network sizes), skip training and only evaluate"""
+
+    # Algorithm specific arguments
+    env_id: str = "Ant"
+    """the id of the task, one of envs.ENV_IDS"""
+    num_envs: Optional[int] = None
+    """the number of parallel environments (default: the paper's value for the task)"""
+    episode_length: Optional[int] = None
+    """the task's time limit in steps (default: the task's own)"""
+    total_timesteps: int = 8_000_000
+    """total env steps of the experiment"""
+    horizon: int = 32
+    """the number of steps of one rollout, backpropagated through (H)"""
+    gamma: float = 0.99
+    """the discount factor gamma"""
+    td_lambda: float = 0.95
+    """the lambda of the critic's TD(lambda) targets"""
+    actor_lr: float = 5e-4
+    """the actor's initial learning rate (decayed exponentially to `end_lr`; unconfirmed)"""
+    critic_lr: float = 5e-4
+    """the critics' initial learning rate (decayed exponentially to `end_lr`; unconfirmed)"""
+    update_epochs: int = 5
+    """the number of full-batch policy epochs per rollout (M), all reusing one set of action-gradients"""
+    kl_coef: Optional[float] = None
+    """the coefficient of KL(pi_old || pi) (default: per task, Ant 0.25, Hopper 0.2, others 0.2 unconfirmed)"""
+    ent_coef: Optional[float] = None
+    """the coefficient of the explicit entropy term (default: per task, Ant 0.2, Hopper 0.25, others 0.2
+    unconfirmed)"""
+    clip: bool = True
+    """if toggled, mask samples whose importance ratio leaves [1 - clip_low, 1 + clip_high]; --no-clip keeps all"""
+    clip_low: float = 0.8
+    """the ratio range's lower end is 1 - clip_low"""
+    clip_high: float = 1.0
+    """the ratio range's upper end is 1 + clip_high (unconfirmed)"""
+    alpha_init: float = 1.0
+    """the initial entropy temperature alpha (the RPO paper tuned it lower for HandReorient; value unconfirmed)"""
+    alpha_lr: float = 5e-3
+    """the learning rate of log(alpha)"""
+    target_entropy_scale: float = 0.5
+    """the target entropy is -target_entropy_scale * num_actions"""
+    end_lr: float = 1e-5
+    """the learning rate reached at the last iteration"""
+    betas: Tuple[float, float] = (0.7, 0.95)
+    """AdamW's betas for actor and critics"""
+    max_grad_norm: float = 0.5
+    """the maximum norm of the actor's gradient"""
+    critic_max_grad_norm: float = 0.5
+    """the maximum norm of the critics' gradient"""
+    critic_iterations: int = 32
+    """the number of passes over the rollout to train the critics"""
+    num_minibatches: int = 4
+    """the number of critic minibatches per pass"""
+    critic_reduce: Literal["mean", "min"] = "mean"
+    """how bootstrap values combine the two critics (RPO paper: mean; SAPO's code: min)"""
+    actor_hidden: Optional[Tuple[int, ...]] = None
+    """hidden sizes of the actor (default: per task, (400, 200, 100) for the locomotion tasks)"""
+    critic_hidden: Optional[Tuple[int, ...]] = None
+    """hidden sizes of each critic (default: per task, (400, 200, 100) for the locomotion tasks)"""
+    max_skipped_updates: int = 10
+    """abort after this many iterations in a row with a non-finite gradient"""
+
+    # to be filled in runtime
+    batch_size: int = 0
+    """the number of env steps per iteration (num_envs * horizon)"""
+    num_iterations: int = 0
+    """the number of iterations (total_timesteps // batch_size; 0 with --eval-model)"""
+
+
+def complete_args(args):
+    """Fill per-task defaults and derived sizes; refuse impossible values before any simulation starts."""
+    if args.env_id not in ENV_IDS:
+        raise ValueError(f"unknown --env-id {args.env_id!r}; known ids: {', '.join(ENV_IDS)}")
+    if args.num_envs is None:
+        args.num_envs = PAPER_NUM_ENVS[args.env_id]
+    if args.eval_model is not None:
+        if not os.path.isfile(args.eval_model):
+            raise ValueError(f"--eval-model {args.eval_model}: no such file")
+        saved = torch.load(args.eval_model, map_location="cpu", weights_only=True)["args"]
+        if saved["env_id"] != args.env_id:
+            raise ValueError(
+                f"{args.eval_model} holds a model for {saved['env_id']}; run with --env-id {saved['env_id']}"
+            )
+        args.actor_hidden, args.critic_hidden = saved["actor_hidden"], saved["critic_hidden"]
+    args.actor_hidden = tuple(args.actor_hidden or ACTOR_HIDDEN.get(args.env_id, DEFAULT_HIDDEN))
+    args.critic_hidden = tuple(args.critic_hidden or CRITIC_HIDDEN.get(args.env_id, DEFAULT_HIDDEN))
+    kl_coef, ent_coef = KL_ENT_COEFS.get(args.env_id, DEFAULT_KL_ENT_COEFS)
+    args.kl_coef = kl_coef if args.kl_coef is None else args.kl_coef
+    args.ent_coef = ent_coef if args.ent_coef is None else args.ent_coef
+    if not 0 <= args.clip_low < 1 or args.clip_high < 0:
+        raise ValueError(f"the ratio range [1 - {args.clip_low}, 1 + {args.clip_high}] must contain 1 and stay "
+                         "positive: use 0 <= --clip-low < 1 and --clip-high >= 0")
+    for name in ("num_envs", "horizon", "update_epochs", "critic_iterations", "num_minibatches",
+                 "max_skipped_updates"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.alpha_init <= 0:
+        raise ValueError(f"--alpha-init must be positive (alpha is learned as log alpha), got {args.alpha_init}")
+    args.batch_size = args.num_envs * args.horizon
+    if args.eval_model is None and args.total_timesteps < args.batch_size:
+        raise ValueError(
+            f"--total-timesteps {args.total_timesteps} is less than one iteration (num_envs * horizon = "
+            f"{args.batch_size}); raise it or lower --num-envs / --horizon"
+        )
+    if args.num_minibatches > args.batch_size:
+        raise ValueError(f"--num-minibatches {args.num_minibatches} exceeds the {args.batch_size} samples per iteration")
+    args.num_iterations = 0 if args.eval_model else args.total_timesteps // args.batch_size
+    return args
+
+
+def layer_init(layer):
+    torch.nn.init.orthogonal_(layer.weight, 1.0)
+    torch.nn.init.constant_(layer.bias, 0.0)
+    return layer
+
+
+def mlp(in_size, hidden):
+    """Hidden layers Linear -> LayerNorm -> SiLU (SPEC §1)."""
+    layers = []
+    for size in hidden:
+        layers += [layer_init(nn.Linear(in_size, size)), nn.LayerNorm(size), nn.SiLU()]
+        in_size = size
+    return nn.Sequential(*layers)
+
+
+def gaussian_log_prob(u, mean, log_std):
+    """log N(u; mean, exp(log_std)) summed over action dims."""
+    return (-0.5 * ((u - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
+def squashed_normal_log_prob(u, mean, log_std):
+    """log pi(a|s) of a = tanh(u), u ~ N(mean, exp(log_std)), summed over action dims (SPEC §1).
+
+    log(1 - tanh(u)^2) is written as 2 (log 2 - u - softplus(-2u)), finite for any u.
+    """
+    log_det_jacobian = 2 * (math.log(2) - u - nn.functional.softplus(-2 * u))
+    return gaussian_log_prob(u, mean, log_std) - log_det_jacobian.sum(-1)
+
+
+def entropy_estimate(mean, log_std):
+    """-log pi(a'|s) of a fresh reparameterised sample a' = tanh(mean + sigma * eps') (SPEC §3)."""
+    u_fresh = mean + log_std.exp() * torch.randn_like(mean)
+    return -squashed_normal_log_prob(u_fresh, mean, log_std)
+
+
+def gaussian_kl(mean_old, log_std_old, mean, log_std):
+    """Eq. (9): KL(N_old || N) in closed form, summed over action dims. tanh is invertible, so this is also the
+    KL between the squashed policies."""
+    var_old, var = (2 * log_std_old).exp(), (2 * log_std).exp()
+    return (log_std - log_std_old + (var_old + (mean_old - mean) ** 2) / (2 * var) - 0.5).sum(-1)
+
+
+class Actor(nn.Module):
+    def __init__(self, num_obs, num_actions, hidden):
+        super().__init__()
+        self.trunk = mlp(num_obs, hidden)
+        self.mean = layer_init(nn.Linear(hidden[-1], num_actions))
+        self.log_std = layer_init(nn.Linear(hidden[-1], num_actions))
+
+    def forward(self, obs):
+        h = self.trunk(obs)
+        return self.mean(h), self.log_std(h).clamp(-5.0, 2.0)
+
+    def get_action(self, obs, deterministic=False):
+        """Squashed a = tanh(u) of the reparameterised sample u = mu + sigma * eps, u itself, and the entropy
+        estimate of a fresh sample (SPEC §3)."""
+        mean, log_std = self(obs)
+        if deterministic:
+            return torch.tanh(mean), mean, None
+        u = mean + log_std.exp() * torch.randn_like(mean)
+        return torch.tanh(u), u, entropy_estimate(mean, log_std)
+
+
+class Critic(nn.Module):
+    def __init__(self, num_obs, hidden):
+        super().__init__()
+        self.net = nn.Sequential(mlp(num_obs, hidden), layer_init(nn.Linear(hidden[-1], 1)))
+
+    def forward(self, obs):
+        return self.net(obs).squeeze(-1)
+
+
+class ObsNormalizer(nn.Module):
+    """Running per-dimension mean and variance in float64 (SPEC §1), saved with the model."""
+
+    def __init__(self, num_obs, eps=1e-5):
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("mean", torch.zeros(num_obs, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(num_obs, dtype=torch.float64))
+        self.register_buffer("count", torch.ones((), dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, obs):
+        x = obs.detach().to(torch.float64)
+        batch_mean, batch_var, n = x.mean(0), x.var(0, unbiased=False), x.shape[0]
+        delta, total = batch_mean - self.mean, self.count + n
+        self.var.copy_((self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total)
+        self.mean.add_(delta * n / total)
+        self.count.copy_(total)
+
+    def frozen(self):
+        """A normalisation function with the current statistics, fixed for one rollout (differentiable in obs)."""
+        mean, std = self.mean.float().clone(), torch.sqrt(self.var + self.eps).float()
+        return lambda obs: (obs - mean) / std
+
+
+def policy_loss(actor, b_obs, b_u, b_action_grads, old_mean, old_log_std, target_entropy, args):
+    """RPO's actor loss on the stored rollout, -(L_clip - c_KL * KL + c_ent * entropy) (SPEC §4, step 4), and the
+    quantities the epoch loop logs. b_action_grads holds the cached g_t = dJ/du_t."""
+    mean, log_std = actor(b_obs)
+    # Eq. (12): action regeneration, the noise with which the current policy emits the stored u
+    eps_regen = ((b_u - mean) / log_std.exp()).detach()
+    u_regen = mean + log_std.exp() * eps_regen
+    # importance ratio pi/pi_old at u (the tanh terms cancel), not differentiated
+    ratio = (gaussian_log_prob(b_u, mean, log_std) - gaussian_log_prob(b_u, old_mean, old_log_std)).exp().detach()
+    # Eq. (8), (13): gradient only inside [1 - c_low, 1 + c_high], whatever the sign of any advantage
+    outside = (ratio < 1 - args.clip_low) | (ratio > 1 + args.clip_high)
+    mask = (~outside).float() if args.clip else torch.ones_like(ratio)
+    surrogate = (mask * ratio * (b_action_grads * u_regen).sum(-1)).sum()
+    kl = gaussian_kl(old_mean, old_log_std, mean, log_std).mean()
+    # explicit entropy term at the stored states, not discounted (paper, Appendix C)
+    entropy_bonus = 0.5 * (1 + entropy_estimate(mean, log_std) / abs(target_entropy))
+    loss = -(surrogate - args.kl_coef * kl + args.ent_coef * entropy_bonus.mean())
+    return loss, {"u_regen": u_regen, "ratio": ratio, "outside": outside, "surrogate": surrogate, "kl": kl}
+
+
+def critic_value(critics, obs, reduce):
+    values = torch.stack([critic(obs) for critic in critics])
+    return values.mean(0) if reduce == "mean" else values.min(0).values
+
+
+def segment_returns(rewards, next_values, terminated, truncated, gamma):
+    """Per env, the sum over segments of [sum_k gamma^k r_k + gamma^K * bootstrap] (SPEC §1, step 4).
+
+    All inputs are (H, N). next_values[t] is the value of the state after step t (of its final observation
+    where the episode ended). An episode end splits the horizon into segments; the bootstrap at a segment end
+    is 0 on termination, next_values on truncation and at the horizon end.
+    """
+    total = torch.zeros_like(rewards[0])
+    running = torch.zeros_like(rewards[0])
+    discount = torch.ones_like(rewards[0])
+    for t in range(rewards.shape[0]):
+        running = running + discount * rewards[t]
+        discount = discount * gamma
+        bootstrap = torch.where(terminated[t], torch.zeros_like(running), next_values[t])
+        segment_end = terminated[t] | truncated[t] | (t == rewards.shape[0] - 1)
+        total = total + torch.where(segment_end, running + discount * bootstrap, torch.zeros_like(running))
+        running = torch.where(segment_end, torch.zeros_like(running), running)
+        discount = torch.where(segment_end, torch.ones_like(discount), discount)
+    return total
+
+
+@torch.no_grad()
+def td_lambda_targets(rewards, next_values, terminated, truncated, gamma, lam):
+    """TD(lambda) targets computed backwards over the horizon, same segments as `segment_returns` (SPEC §1)."""
+    targets = torch.zeros_like(rewards)
+    for t in reversed(range(rewards.shape[0])):
+        next_value = torch.where(terminated[t], torch.zeros_like(next_values[t]), next_values[t])
+        if t == rewards.shape[0] - 1:
+            targets[t] = rewards[t] + gamma * next_value
+        else:
+            blended = (1 - lam) * next_value + lam * targets[t + 1]
+            segment_end = terminated[t] | truncated[t]
+            targets[t] = rewards[t] + gamma * torch.where(segment_end, next_value, blended)
+    return targets
+
+
+@torch.no_grad()
+def evaluate(env, actor, normalize, deterministic, seed):
+    """Mean undiscounted return of one complete episode per env, from the initial states of `seed` (SPEC §6)."""
+    obs = env.reset(seed=seed)
+    returns = torch.zeros(env.num_envs, device=env.device)
+    running = torch.ones(env.num_envs, dtype=torch.bool, device=env.device)
+    for _ in range(env.max_episode_length):
+        obs, reward, terminated, truncated, _ = env.step(actor.get_action(normalize(obs), deterministic)[0])
+        returns += reward * running
+        running &= ~(terminated | truncated)
+        if not running.any():
+            break
+    return returns.mean().item()
+
+
+def save_model(path, args, actor, critics, obs_normalizer):
+    model = {
+        "args": asdict(args),
+        "actor": actor.state_dict(),
+        "critics": [critic.state_dict() for critic in critics],
+        "obs_normalizer": obs_normalizer.state_dict(),
+    }
+    torch.save(model, path + ".tmp")
+    os.replace(path + ".tmp", path)  # atomic: a crash never leaves a half-written model
+
+
+def load_model(path, actor, critics, obs_normalizer):
+    model = torch.load(path, map_location="cpu", weights_only=True)
+    actor.load_state_dict(model["actor"])
+    for critic, state in zip(critics, model["critics"]):
+        critic.load_state_dict(state)
+    obs_normalizer.load_state_dict(model["obs_normalizer"])
+
+
+def main(args):
+    args = complete_args(args)
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if args.track:
+        import wandb
+
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            sync_tensorboard=True,
+            config=vars(args),
+            name=run_name,
+            save_code=True,
+        )
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text(
+        "hyperparameters",
+        "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
+    )
+
+    # seeding
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+    # env setup
+    env = make_env(args.env_id, args.num_envs, str(device), args.seed, episode_length=args.episode_length)
+
+    actor = Actor(env.num_obs, env.num_actions, args.actor_hidden).to(device)
+    critics = nn.ModuleList([Critic(env.num_obs, args.critic_hidden) for _ in range(2)]).to(device)
+    obs_normalizer = ObsNormalizer(env.num_obs).to(device)
+    if args.eval_model:
+        load_model(args.eval_model, actor, critics, obs_normalizer)
+    actor_optimizer = torch.optim.AdamW(actor.parameters(), lr=args.actor_lr, betas=args.betas)
+    critic_optimizer = torch.optim.AdamW(critics.parameters(), lr=args.critic_lr, betas=args.betas)
+    target_entropy = -args.target_entropy_scale * env.num_actions
+    log_alpha = torch.tensor(math.log(args.alpha_init), device=device, requires_grad=True)
+    alpha_optimizer = torch.optim.AdamW([log_alpha], lr=args.alpha_lr, betas=args.betas)
+
+    # storage for the critic update, (horizon, num_envs, ...)
+    H, N = args.horizon, args.num_envs
+    obs_storage = torch.zeros((H, N, env.num_obs), device=device)
+    u_storage = torch.zeros((H, N, env.num_actions), device=device)
+    rewards = torch.zeros((H, N), device=device)
+    next_values = torch.zeros((H, N), device=device)
+    terminations = torch.zeros((H, N), dtype=torch.bool, device=device)
+    truncations = torch.zeros((H, N), dtype=torch.bool, device=device)
+
+    global_step = 0
+    start_time = last_print = time.time()
+    skipped_in_a_row = skipped_updates = 0
+    episode_return = torch.zeros(N, device=device)
+    episode_length = torch.zeros(N, device=device)
+    finished_returns, finished_lengths = [], []
+    last_return = float("nan")  # mean return of the latest finished episodes, for the progress line
+    obs = env.reset()
+
+    for iteration in range(args.num_iterations):
+        frac = iteration / args.num_iterations
+        actor_lr = args.actor_lr * (args.end_lr / args.actor_lr) ** frac
+        actor_optimizer.param_groups[0]["lr"] = actor_lr
+        critic_optimizer.param_groups[0]["lr"] = args.critic_lr * (args.end_lr / args.critic_lr) ** frac
+
+        # Rollout of H steps, differentiable through the simulator (SPEC §1, steps 1-3)
+        sim_start = time.time()
+        obs = env.clear_grad()
+        normalize = obs_normalizer.frozen()
+        alpha = log_alpha.exp().detach()
+        step_actions, step_rewards, step_values, entropies = [], [], [], []
+        for t in range(H):
+            obs_normalizer.update(obs)
+            obs_storage[t] = normalize(obs).detach()
+            action, u, entropy = actor.get_action(normalize(obs))
+            step_actions.append(u)
+            u_storage[t] = u.detach()
+            entropies.append(entropy.detach())
+            obs, reward, terminated, truncated, info = env.step(action)
+            # value of the state after the step (its final observation where the episode ended)
+            step_values.append(critic_value(critics, normalize(info["final_obs"]), args.critic_reduce))
+            # soft reward r + alpha * normalised entropy bonus, 1/2 (1 + H / |target entropy|) (SPEC §3)
+            step_rewards.append(reward + alpha * 0.5 * (1 + entropy / abs(target_entropy)))
+            terminations[t], truncations[t] = terminated, truncated
+
+            episode_return += reward.detach()
+            episode_length += 1
+            ended = terminated | truncated
+            if ended.any():
+                finished_returns += episode_return[ended].tolist()
+                finished_lengths += episode_length[ended].tolist()
+                episode_return[ended] = 0
+                episode_length[ended] = 0
+        global_step += N * H
+        step_rewards, step_values = torch.stack(step_rewards), torch.stack(step_values)
+        rewards[:], next_values[:] = step_rewards.detach(), step_values.detach()
+
+        # Action-gradients g_t = dJ/du_t of the short-horizon objective of Eq. (4), J = 1/(N*H) * sum of segment
+        # returns, in the one backward pass through the simulator of this iteration (SPEC §4, step 2)
+        objective = segment_returns(step_rewards, step_values, terminations, truncations, args.gamma).sum() / (N * H)
+        action_grads = torch.stack(torch.autograd.grad(objective, step_actions))
+        sim_s = time.time() - sim_start
+        update_start = time.time()
+
+        # Policy epochs, all on the cached action-gradients (SPEC §4, step 4)
+        b_obs = obs_storage.reshape(-1, env.num_obs)
+        b_u = u_storage.reshape(-1, env.num_actions)
+        b_action_grads = action_grads.reshape(-1, env.num_actions)
+        with torch.no_grad():
+            old_mean, old_log_std = actor(b_obs)
+        clipfracs, surrogates, ratio_maxes = [], [], []
+        for _ in range(args.update_epochs):
+            actor_loss, stats = policy_loss(actor, b_obs, b_u, b_action_grads, old_mean, old_log_std, target_entropy,
+                                            args)
+            actor_optimizer.zero_grad()
+            actor_loss.backward()
+            grad_norm = nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm)
+            if not torch.isfinite(grad_norm):
+                break
+            actor_optimizer.step()
+            clipfracs.append(stats["outside"].float().mean().item())
+            surrogates.append(stats["surrogate"].item())
+            ratio_maxes.append(stats["ratio"].max().item())
+        if torch.isfinite(grad_norm):
+            skipped_in_a_row = 0
+        else:
+            skipped_updates += 1
+            skipped_in_a_row += 1
+            if skipped_updates == 1:
+                print(f"warning: non-finite actor gradient at iteration {iteration}; its remaining epochs skipped",
+                      file=sys.stderr)
+            if skipped_in_a_row >= args.max_skipped_updates:
+                raise RuntimeError(
+                    f"actor gradient non-finite for {skipped_in_a_row} iterations in a row; "
+                    "lower --actor-lr or --horizon, or check the task for NaN states"
+                )
+        with torch.no_grad():
+            kl_after = gaussian_kl(old_mean, old_log_std, *actor(b_obs)).mean()
+
+        # Temperature: entropy above the target shrinks alpha (SPEC §3)
+        mean_entropy = torch.stack(entropies).mean()
+        alpha_loss = log_alpha.exp() * abs(target_entropy) * (mean_entropy - target_entropy)
+        alpha_optimizer.zero_grad()
+        alpha_loss.backward()
+        alpha_optimizer.step()
+
+        # Critics: TD(lambda) targets, MSE of both critics, minibatches over the flattened rollout
+        targets = td_lambda_targets(rewards, next_values, terminations, truncations, args.gamma, args.td_lambda)
+        targets = targets.flatten()
+        b_obs = obs_storage.reshape(-1, env.num_obs)
+        minibatch_size = args.batch_size // args.num_minibatches
+        value_losses = []
+        for _ in range(args.critic_iterations):
+            b_inds = torch.randperm(args.batch_size, device=device)
+            for start in range(0, minibatch_size * args.num_minibatches, minibatch_size):
+                mb_inds = b_inds[start : start + minibatch_size]
+                mse = [((critic(b_obs[mb_inds]) - targets[mb_inds]) ** 2).mean() for critic in critics]
+                value_loss = torch.stack(mse).mean()
+                critic_optimizer.zero_grad()
+                value_loss.backward()
+                critic_grad_norm = nn.utils.clip_grad_norm_(critics.parameters(), args.critic_max_grad_norm)
+                if torch.isfinite(critic_grad_norm):
+                    critic_optimizer.step()
+                else:
+                    skipped_updates += 1
+                value_losses.append(value_loss.item())
+        update_s = time.time() - update_start
+
+        sps = int(global_step / (time.time() - start_time))
+        writer.add_scalar("charts/learning_rate", actor_lr, global_step)
+        writer.add_scalar("charts/SPS", sps, global_step)
+        writer.add_scalar("losses/actor_loss", actor_loss.item(), global_step)
+        writer.add_scalar("losses/value_loss", np.mean(value_losses), global_step)
+        writer.add_scalar("losses/grad_norm", grad_norm.item(), global_step)
+        writer.add_scalar("losses/skipped_updates", skipped_updates, global_step)
+        writer.add_scalar("losses/entropy", mean_entropy.item(), global_step)
+        writer.add_scalar("losses/alpha", alpha.item(), global_step)
+        writer.add_scalar("losses/kl", kl_after.item(), global_step)
+        writer.add_scalar("losses/clipfrac", np.mean(clipfracs or [np.nan]), global_step)
+        writer.add_scalar("losses/ratio_max", np.max(ratio_maxes or [np.nan]), global_step)
+        writer.add_scalar("losses/action_grad_norm", action_grads.norm().item(), global_step)
+        writer.add_scalar("losses/surrogate", np.mean(surrogates or [np.nan]), global_step)
+        writer.add_scalar("perf/sim_s", sim_s, global_step)
+        writer.add_scalar("perf/update_s", update_s, global_step)
+        if finished_returns:
+            last_return = np.mean(finished_returns)
+            writer.add_scalar("charts/episodic_return", last_return, global_step)
+            writer.add_scalar("charts/episodic_length", np.mean(finished_lengths), global_step)
+        if time.time() - last_print > 5 or iteration == args.num_iterations - 1:
+            print(
+                f"iteration {iteration + 1}/{args.num_iterations}  global_step={global_step}  SPS={sps}  "
+                f"episodic_return={last_return:.2f}"
+            )
+            last_print = time.time()
+        finished_returns, finished_lengths = [], []
+
+    if args.save_model:
+        model_path = f"runs/{run_name}/{args.exp_name}.model"
+        save_model(model_path, args, actor, critics, obs_normalizer)
+        print(f"model saved to {model_path}")
+
+    normalize = obs_normalizer.frozen()
+    eval_returns = {}
+    for mode in ("deterministic", "stochastic"):
+        eval_returns[mode] = evaluate(env, actor, normalize, mode == "deterministic", args.seed)
+        writer.add_scalar(f"eval/{mode}_return", eval_returns[mode], global_step)
+    print(f"eval: deterministic_return={eval_returns['deterministic']:.2f}  "
+          f"stochastic_return={eval_returns['stochastic']:.2f}")
+    writer.close()
+    return run_name, eval_returns
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    try:
+        complete_args(args)
+    except ValueError as error:
+        sys.exit(f"error: {error}")
+    main(args)
