@@ -1,12 +1,11 @@
-"""Properties that shac_dflex.py, sapo_dflex.py and rpo_continuous_dflex.py share, each checked against an
-independent computation. RPO's own properties are in test_rpo.py."""
+"""The computations that shac_dflex.py, sapo_dflex.py and rpo_continuous_dflex.py share, each checked against an
+independent computation. RPO's own properties are in test_rpo.py, the command-line behaviour of all four
+scripts in test_scripts.py."""
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from helpers import random_episode_flags
 
 import rpo_continuous_dflex
 import sapo_dflex
@@ -34,13 +33,6 @@ def brute_force_lambda_returns(rewards, next_values, terminated, truncated, gamm
             shorter = sum(lam ** (n - 1) * n_step(n) for n in range(1, K))
             targets[t, i] = (1 - lam) * shorter + lam ** (K - 1) * n_step(K)
     return targets
-
-
-def random_episode_flags(H, N, seed):
-    g = torch.Generator().manual_seed(seed)
-    terminated = torch.rand(H, N, generator=g) < 0.15
-    truncated = (torch.rand(H, N, generator=g) < 0.15) & ~terminated
-    return terminated, truncated
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -87,98 +79,3 @@ def test_squashed_normal_log_prob_matches_change_of_variables(script):
         assert math.isclose(got.item(), expected[0, i].item(), rel_tol=1e-7, abs_tol=1e-6), (u[0, i], got)
     far = torch.tensor([[-40.0, 40.0]])  # |a| rounds to 1 in float32; the log-prob must stay finite
     assert torch.isfinite(script.squashed_normal_log_prob(far, torch.zeros_like(far), torch.zeros_like(far)))
-
-
-def test_obs_normalizer_matches_statistics_of_all_observations_seen():
-    normalizer = shac_dflex.ObsNormalizer(3)
-    batches = [torch.randn(50, 3) * torch.tensor([1.0, 5.0, 0.1]) + 2 for _ in range(4)]
-    for batch in batches:
-        normalizer.update(batch)
-    # the prior (mean 0, var 1, count 1) acts as one pseudo-observation with that mean and variance
-    data = torch.cat(batches).double()
-    count = 1 + len(data)
-    mean = data.sum(0) / count
-    var = (1 + ((data - mean) ** 2).sum(0) + mean**2) / count
-    torch.testing.assert_close(normalizer.mean, mean)
-    torch.testing.assert_close(normalizer.var, var)
-
-
-def scalars_of(run_dir):
-    accumulator = EventAccumulator(str(run_dir))
-    accumulator.Reload()
-    return {tag: [event.value for event in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
-
-
-SHAC_TAGS = {
-    "charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/learning_rate", "losses/actor_loss",
-    "losses/value_loss", "losses/grad_norm", "losses/skipped_updates", "perf/sim_s", "perf/update_s",
-    "eval/deterministic_return", "eval/stochastic_return",
-}
-SAPO_TAGS = SHAC_TAGS | {"losses/entropy", "losses/alpha"}
-RPO_TAGS = SAPO_TAGS | {
-    "losses/kl", "losses/clipfrac", "losses/ratio_max", "losses/action_grad_norm", "losses/surrogate",
-}
-EXPECTED_TAGS = {shac_dflex: SHAC_TAGS, sapo_dflex: SAPO_TAGS, rpo_continuous_dflex: RPO_TAGS}
-
-
-def tiny_cartpole_args(script, exp_name, **overrides):
-    """Two iterations of 4 envs x 8 steps; exp_name keeps runs apart that start within the same second."""
-    return script.Args(exp_name=exp_name, env_id="CartPole", num_envs=4, horizon=8, total_timesteps=64,
-                       episode_length=5, seed=3, cuda=False, **overrides)
-
-
-@pytest.mark.parametrize("script", SCRIPTS)
-def test_seeded_cartpole_run_logs_every_tag_and_repeats_exactly(script, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    runs = []
-    for name in ("first", "second"):
-        run_name, _ = script.main(tiny_cartpole_args(script, name))
-        runs.append(scalars_of(tmp_path / "runs" / run_name))
-    first, second = runs
-    assert EXPECTED_TAGS[script] <= set(first)
-    timing = {"charts/SPS", "perf/sim_s", "perf/update_s"}
-    for tag in set(first) - timing:
-        assert first[tag] == second[tag], tag
-
-
-@pytest.mark.parametrize("script", SCRIPTS)
-def test_saved_model_reloads_and_evaluates_to_the_same_returns(script, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    run_name, trained_returns = script.main(tiny_cartpole_args(script, "train", save_model=True))
-    model_path = f"runs/{run_name}/train.model"
-    _, reloaded_returns = script.main(tiny_cartpole_args(script, "reload", eval_model=model_path))
-    # same seed, same fresh reset, same deterministic policy
-    assert reloaded_returns["deterministic"] == trained_returns["deterministic"]
-    with pytest.raises(ValueError, match="run with --env-id CartPole"):
-        script.complete_args(script.Args(env_id="Ant", eval_model=model_path))
-
-
-BAD_ARGUMENTS = [
-    ({"env_id": "Pendulum"}, "known ids: Ant, Hopper"),
-    ({"env_id": "CartPole", "num_envs": 0}, "--num-envs must be at least 1"),
-    ({"env_id": "CartPole", "num_envs": 64, "total_timesteps": 1000}, "raise it or lower --num-envs"),
-    ({"env_id": "CartPole", "eval_model": "missing.model"}, "no such file"),
-]
-
-
-@pytest.mark.parametrize("script", SCRIPTS)
-@pytest.mark.parametrize("kwargs, message", BAD_ARGUMENTS)
-def test_impossible_arguments_are_refused_with_the_fix_named(script, kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        script.complete_args(script.Args(**kwargs))
-
-
-@pytest.mark.parametrize("script", [sapo_dflex, rpo_continuous_dflex])
-def test_nonpositive_initial_temperature_is_refused(script):
-    with pytest.raises(ValueError, match="--alpha-init must be positive"):
-        script.complete_args(script.Args(env_id="CartPole", alpha_init=0.0))
-
-
-@pytest.mark.parametrize("script", SCRIPTS)
-def test_command_line_reports_bad_input_in_one_line(script):
-    result = subprocess.run([sys.executable, script.__file__, "--env-id", "Pendulum"], capture_output=True, text=True)
-    assert result.returncode != 0
-    assert result.stdout == ""
-    assert result.stderr.strip().splitlines() == [
-        "error: unknown --env-id 'Pendulum'; known ids: Ant, Hopper, Humanoid, Anymal, HandReorient, CartPole"
-    ]

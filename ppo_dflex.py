@@ -1,0 +1,468 @@
+# PPO, Proximal Policy Optimization (Schulman et al., 2017): the model-free baseline of the RPO paper, on the
+# same tasks with the simulator's backward pass switched off. Specification: SPEC.md §5; usage: README.md.
+import functools
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+from torch.utils.tensorboard import SummaryWriter
+
+from envs import ENV_IDS, make_env
+
+# Per-task settings of the papers (SPEC §1, §6); CartPole's small networks follow DiffRL's cart-pole config.
+PAPER_NUM_ENVS = {"Hopper": 1024, "Ant": 128, "Humanoid": 64, "Anymal": 128, "HandReorient": 64, "CartPole": 64}
+ACTOR_HIDDEN = {"HandReorient": (512, 256), "CartPole": (64, 64)}
+CRITIC_HIDDEN = {"HandReorient": (256, 256), "CartPole": (64, 64)}
+DEFAULT_HIDDEN = (400, 200, 100)
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment"""
+    seed: int = 1
+    """seed of the experiment"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = True
+    """if toggled, use the GPU when there is one"""
+    track: bool = False
+    """if toggled, track the run with Weights and Biases"""
+    wandb_project_name: str = "dflex-rl"
+    """the wandb's project name"""
+    wandb_entity: Optional[str] = None
+    """the entity (team) of wandb's project"""
+    save_model: bool = False
+    """whether to save the model to `runs/{run_name}/{exp_name}.model`"""
+    eval_model: Optional[str] = None
+    """path of a saved model: load it (with its network sizes), skip training and only evaluate"""
+
+    # Algorithm specific arguments
+    env_id: str = "Ant"
+    """the id of the task, one of envs.ENV_IDS"""
+    num_envs: Optional[int] = None
+    """the number of parallel environments (default: the paper's value for the task)"""
+    episode_length: Optional[int] = None
+    """the task's time limit in steps (default: the task's own)"""
+    total_timesteps: int = 8_000_000
+    """total env steps of the experiment"""
+    horizon: int = 32
+    """the number of steps of one rollout per env"""
+    gamma: float = 0.99
+    """the discount factor gamma"""
+    gae_lambda: float = 0.95
+    """the lambda of generalised advantage estimation"""
+    learning_rate: float = 5e-4
+    """the initial learning rate of actor and critic (then adapted to the KL, see `target_kl`)"""
+    adam_eps: float = 1e-5
+    """AdamW's epsilon"""
+    target_kl: float = 0.008
+    """the learning rate shrinks by 1.5 above 2 * target_kl and grows by 1.5 below target_kl / 2"""
+    min_lr: float = 1e-6
+    """the smallest learning rate the KL rule may set"""
+    max_lr: float = 1e-2
+    """the largest learning rate the KL rule may set"""
+    update_epochs: int = 5
+    """the number of passes over the rollout"""
+    minibatch_size: int = 2048
+    """the number of samples per minibatch"""
+    clip_coef: float = 0.2
+    """the surrogate clipping coefficient epsilon"""
+    ent_coef: float = 0.0
+    """the coefficient of the entropy bonus"""
+    norm_adv: bool = True
+    """if toggled, normalise the advantages over the rollout"""
+    obs_clip: float = 5.0
+    """normalised observations are clamped to [-obs_clip, obs_clip]"""
+    max_grad_norm: float = 0.5
+    """the maximum norm of the actor's and of the critic's gradient"""
+    actor_hidden: Optional[Tuple[int, ...]] = None
+    """hidden sizes of the actor (default: per task, (400, 200, 100) for the locomotion tasks)"""
+    critic_hidden: Optional[Tuple[int, ...]] = None
+    """hidden sizes of the critic (default: per task, (400, 200, 100) for the locomotion tasks)"""
+    max_skipped_updates: int = 10
+    """abort after this many iterations in a row with a non-finite gradient"""
+
+    # to be filled in runtime
+    batch_size: int = 0
+    """the number of env steps per iteration (num_envs * horizon)"""
+    num_iterations: int = 0
+    """the number of iterations (total_timesteps // batch_size; 0 with --eval-model)"""
+
+
+def complete_args(args):
+    """Fill per-task defaults and derived sizes; refuse impossible values before any simulation starts."""
+    if args.env_id not in ENV_IDS:
+        raise ValueError(f"unknown --env-id {args.env_id!r}; known ids: {', '.join(ENV_IDS)}")
+    if args.num_envs is None:
+        args.num_envs = PAPER_NUM_ENVS[args.env_id]
+    if args.eval_model is not None:
+        if not os.path.isfile(args.eval_model):
+            raise ValueError(f"--eval-model {args.eval_model}: no such file")
+        saved = torch.load(args.eval_model, map_location="cpu", weights_only=True)["args"]
+        if saved["env_id"] != args.env_id:
+            raise ValueError(
+                f"{args.eval_model} holds a model for {saved['env_id']}; run with --env-id {saved['env_id']}"
+            )
+        args.actor_hidden, args.critic_hidden = saved["actor_hidden"], saved["critic_hidden"]
+    args.actor_hidden = tuple(args.actor_hidden or ACTOR_HIDDEN.get(args.env_id, DEFAULT_HIDDEN))
+    args.critic_hidden = tuple(args.critic_hidden or CRITIC_HIDDEN.get(args.env_id, DEFAULT_HIDDEN))
+    for name in ("num_envs", "horizon", "update_epochs", "minibatch_size", "max_skipped_updates"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    args.batch_size = args.num_envs * args.horizon
+    if args.eval_model is None and args.total_timesteps < args.batch_size:
+        raise ValueError(
+            f"--total-timesteps {args.total_timesteps} is less than one iteration (num_envs * horizon = "
+            f"{args.batch_size}); raise it or lower --num-envs / --horizon"
+        )
+    if args.minibatch_size > args.batch_size:
+        raise ValueError(f"--minibatch-size {args.minibatch_size} exceeds the {args.batch_size} samples per iteration; "
+                         "lower it or raise --num-envs / --horizon")
+    args.num_iterations = 0 if args.eval_model else args.total_timesteps // args.batch_size
+    return args
+
+
+def layer_init(layer):
+    torch.nn.init.orthogonal_(layer.weight, 1.0)
+    torch.nn.init.constant_(layer.bias, 0.0)
+    return layer
+
+
+def mlp(in_size, hidden):
+    """Hidden layers Linear -> LayerNorm -> SiLU (SPEC §1)."""
+    layers = []
+    for size in hidden:
+        layers += [layer_init(nn.Linear(in_size, size)), nn.LayerNorm(size), nn.SiLU()]
+        in_size = size
+    return nn.Sequential(*layers)
+
+
+
+
+class Actor(nn.Module):
+    def __init__(self, num_obs, num_actions, hidden):
+        super().__init__()
+        self.trunk = mlp(num_obs, hidden)
+        self.mean = layer_init(nn.Linear(hidden[-1], num_actions))
+        self.std = layer_init(nn.Linear(hidden[-1], num_actions))
+
+    def forward(self, obs):
+        """Gaussian policy with mean tanh(mu_raw) and std 0.9 * sigmoid(l_raw + 2) + 0.1 (SPEC §5)."""
+        h = self.trunk(obs)
+        return torch.tanh(self.mean(h)), 0.9 * torch.sigmoid(self.std(h) + 2) + 0.1
+
+    def get_action(self, obs, deterministic=False):
+        """A sample u ~ N(mean, std), not yet clamped to the action range."""
+        mean, std = self(obs)
+        if deterministic:
+            return mean
+        return mean + std * torch.randn_like(mean)
+
+
+class Critic(nn.Module):
+    def __init__(self, num_obs, hidden):
+        super().__init__()
+        self.net = nn.Sequential(mlp(num_obs, hidden), layer_init(nn.Linear(hidden[-1], 1)))
+
+    def forward(self, obs):
+        return self.net(obs).squeeze(-1)
+
+
+class RunningMeanStd(nn.Module):
+    """Running per-dimension mean and variance in float64 (SPEC §1), saved with the model."""
+
+    def __init__(self, size, eps=1e-5):
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("mean", torch.zeros(size, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(size, dtype=torch.float64))
+        self.register_buffer("count", torch.ones((), dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, x):
+        x = x.detach().to(torch.float64)
+        batch_mean, batch_var, n = x.mean(0), x.var(0, unbiased=False), x.shape[0]
+        delta, total = batch_mean - self.mean, self.count + n
+        self.var.copy_((self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total)
+        self.mean.add_(delta * n / total)
+        self.count.copy_(total)
+
+    def normalize(self, x, clip=float("inf")):
+        return ((x - self.mean) / torch.sqrt(self.var + self.eps)).clamp(-clip, clip).float()
+
+    def denormalize(self, x):
+        return (x * torch.sqrt(self.var + self.eps) + self.mean).float()
+
+
+@torch.no_grad()
+def gae(rewards, values, next_values, terminated, truncated, gamma, lam):
+    """Generalised advantage estimates, all inputs (H, N). next_values[t] is the value of the state after step t
+    (of its final observation where the episode ended): it bootstraps truncations and the horizon end, while a
+    termination bootstraps 0. An episode end also stops the sum over later steps."""
+    advantages = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[0])
+    for t in reversed(range(rewards.shape[0])):
+        next_value = torch.where(terminated[t], torch.zeros_like(next_values[t]), next_values[t])
+        delta = rewards[t] + gamma * next_value - values[t]
+        running = delta + gamma * lam * torch.where(terminated[t] | truncated[t], torch.zeros_like(running), running)
+        advantages[t] = running
+    return advantages
+
+
+def kl_adaptive_lr(lr, kl, args):
+    """SPEC §5: divide the learning rate by 1.5 when kl > 2 * target_kl, multiply it by 1.5 when
+    kl < target_kl / 2, keep it otherwise; always within [min_lr, max_lr]."""
+    if kl > 2 * args.target_kl:
+        return max(lr / 1.5, args.min_lr)
+    if kl < 0.5 * args.target_kl:
+        return min(lr * 1.5, args.max_lr)
+    return lr
+
+
+@torch.no_grad()
+def evaluate(env, actor, normalize, deterministic, seed):
+    """Mean undiscounted return of one complete episode per env, from the initial states of `seed` (SPEC §6)."""
+    obs = env.reset(seed=seed)
+    returns = torch.zeros(env.num_envs, device=env.device)
+    running = torch.ones(env.num_envs, dtype=torch.bool, device=env.device)
+    for _ in range(env.max_episode_length):
+        obs, reward, terminated, truncated, _ = env.step(actor.get_action(normalize(obs), deterministic).clamp(-1, 1))
+        returns += reward * running
+        running &= ~(terminated | truncated)
+        if not running.any():
+            break
+    return returns.mean().item()
+
+
+def save_model(path, args, actor, critic, obs_rms, value_rms):
+    model = {
+        "args": asdict(args),
+        "actor": actor.state_dict(),
+        "critic": critic.state_dict(),
+        "obs_rms": obs_rms.state_dict(),
+        "value_rms": value_rms.state_dict(),
+    }
+    torch.save(model, path + ".tmp")
+    os.replace(path + ".tmp", path)  # atomic: a crash never leaves a half-written model
+
+
+def load_model(path, actor, critic, obs_rms, value_rms):
+    model = torch.load(path, map_location="cpu", weights_only=True)
+    actor.load_state_dict(model["actor"])
+    critic.load_state_dict(model["critic"])
+    obs_rms.load_state_dict(model["obs_rms"])
+    value_rms.load_state_dict(model["value_rms"])
+
+
+def main(args):
+    args = complete_args(args)
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if args.track:
+        import wandb
+
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            sync_tensorboard=True,
+            config=vars(args),
+            name=run_name,
+            save_code=True,
+        )
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text(
+        "hyperparameters",
+        "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
+    )
+
+    # seeding
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+    # env setup: PPO needs no gradients from the simulator
+    env = make_env(args.env_id, args.num_envs, str(device), args.seed, requires_grad=False,
+                   episode_length=args.episode_length)
+
+    actor = Actor(env.num_obs, env.num_actions, args.actor_hidden).to(device)
+    critic = Critic(env.num_obs, args.critic_hidden).to(device)
+    obs_rms = RunningMeanStd(env.num_obs).to(device)
+    value_rms = RunningMeanStd(()).to(device)  # the critic predicts value targets normalised by these statistics
+    if args.eval_model:
+        load_model(args.eval_model, actor, critic, obs_rms, value_rms)
+    actor_optimizer = torch.optim.AdamW(actor.parameters(), lr=args.learning_rate, eps=args.adam_eps)
+    critic_optimizer = torch.optim.AdamW(critic.parameters(), lr=args.learning_rate, eps=args.adam_eps)
+    normalize = functools.partial(obs_rms.normalize, clip=args.obs_clip)
+
+    # rollout storage, (horizon, num_envs, ...)
+    H, N = args.horizon, args.num_envs
+    obs_storage = torch.zeros((H, N, env.num_obs), device=device)
+    actions = torch.zeros((H, N, env.num_actions), device=device)
+    logprobs = torch.zeros((H, N), device=device)
+    rewards = torch.zeros((H, N), device=device)
+    values = torch.zeros((H, N), device=device)
+    next_values = torch.zeros((H, N), device=device)
+    terminations = torch.zeros((H, N), dtype=torch.bool, device=device)
+    truncations = torch.zeros((H, N), dtype=torch.bool, device=device)
+
+    global_step = 0
+    start_time = last_print = time.time()
+    skipped_in_a_row = skipped_updates = 0
+    episode_return = torch.zeros(N, device=device)
+    episode_length = torch.zeros(N, device=device)
+    finished_returns, finished_lengths = [], []
+    last_return = float("nan")  # mean return of the latest finished episodes, for the progress line
+    learning_rate = args.learning_rate
+    obs = env.reset()
+
+    for iteration in range(args.num_iterations):
+        # Rollout of H steps per env, without gradients
+        sim_start = time.time()
+        with torch.no_grad():
+            for t in range(H):
+                obs_rms.update(obs)
+                obs_storage[t] = normalize(obs)
+                mean, std = actor(obs_storage[t])
+                actions[t] = mean + std * torch.randn_like(mean)
+                logprobs[t] = torch.distributions.Normal(mean, std).log_prob(actions[t]).sum(-1)
+                values[t] = value_rms.denormalize(critic(obs_storage[t]))
+                # the sample is clamped to the action range; its log-prob is that of the unclamped sample
+                obs, reward, terminated, truncated, info = env.step(actions[t].clamp(-1, 1))
+                # value of the state after the step (its final observation where the episode ended)
+                next_values[t] = value_rms.denormalize(critic(normalize(info["final_obs"])))
+                rewards[t], terminations[t], truncations[t] = reward, terminated, truncated
+
+                episode_return += reward
+                episode_length += 1
+                ended = terminated | truncated
+                if ended.any():
+                    finished_returns += episode_return[ended].tolist()
+                    finished_lengths += episode_length[ended].tolist()
+                    episode_return[ended] = 0
+                    episode_length[ended] = 0
+        global_step += N * H
+        sim_s = time.time() - sim_start
+        update_start = time.time()
+
+        advantages = gae(rewards, values, next_values, terminations, truncations, args.gamma, args.gae_lambda)
+        returns = advantages + values
+        value_rms.update(returns.flatten())
+        b_obs = obs_storage.reshape(-1, env.num_obs)
+        b_actions = actions.reshape(-1, env.num_actions)
+        b_logprobs = logprobs.flatten()
+        b_advantages = advantages.flatten()
+        if args.norm_adv:
+            b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
+        b_targets = value_rms.normalize(returns.flatten())
+
+        # Clipped surrogate and value regression over minibatches; the KL sets the learning rate (SPEC §5)
+        clipfracs, approx_kls, entropies, pg_losses, value_losses = [], [], [], [], []
+        finite = True
+        for _ in range(args.update_epochs):
+            b_inds = torch.randperm(args.batch_size, device=device)
+            for start in range(0, args.batch_size, args.minibatch_size):
+                mb_inds = b_inds[start : start + args.minibatch_size]
+                mean, std = actor(b_obs[mb_inds])
+                dist = torch.distributions.Normal(mean, std)
+                logratio = dist.log_prob(b_actions[mb_inds]).sum(-1) - b_logprobs[mb_inds]
+                ratio = logratio.exp()
+                with torch.no_grad():
+                    approx_kl = ((ratio - 1) - logratio).mean()  # k3 estimator of KL(pi_old || pi)
+                    clipfracs.append(((ratio - 1.0).abs() > args.clip_coef).float().mean().item())
+                mb_advantages = b_advantages[mb_inds]
+                pg_loss1 = -mb_advantages * ratio
+                pg_loss2 = -mb_advantages * torch.clamp(ratio, 1 - args.clip_coef, 1 + args.clip_coef)
+                pg_loss = torch.max(pg_loss1, pg_loss2).mean()
+                entropy = dist.entropy().sum(-1).mean()
+                actor_loss = pg_loss - args.ent_coef * entropy
+                value_loss = ((critic(b_obs[mb_inds]) - b_targets[mb_inds]) ** 2).mean()
+
+                actor_optimizer.zero_grad()
+                critic_optimizer.zero_grad()
+                actor_loss.backward()
+                value_loss.backward()
+                grad_norm = nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm)
+                critic_grad_norm = nn.utils.clip_grad_norm_(critic.parameters(), args.max_grad_norm)
+                if torch.isfinite(grad_norm) and torch.isfinite(critic_grad_norm):
+                    actor_optimizer.step()
+                    critic_optimizer.step()
+                else:
+                    finite = False
+                learning_rate = kl_adaptive_lr(learning_rate, approx_kl.item(), args)
+                for optimizer in (actor_optimizer, critic_optimizer):
+                    optimizer.param_groups[0]["lr"] = learning_rate
+                approx_kls.append(approx_kl.item())
+                entropies.append(entropy.item())
+                pg_losses.append(pg_loss.item())
+                value_losses.append(value_loss.item())
+        if finite:
+            skipped_in_a_row = 0
+        else:
+            skipped_updates += 1
+            skipped_in_a_row += 1
+            if skipped_updates == 1:
+                print(f"warning: non-finite gradient at iteration {iteration}; minibatch steps skipped",
+                      file=sys.stderr)
+            if skipped_in_a_row >= args.max_skipped_updates:
+                raise RuntimeError(
+                    f"gradient non-finite for {skipped_in_a_row} iterations in a row; "
+                    "lower --learning-rate, or check the task for NaN states"
+                )
+        update_s = time.time() - update_start
+
+        sps = int(global_step / (time.time() - start_time))
+        writer.add_scalar("charts/learning_rate", learning_rate, global_step)
+        writer.add_scalar("charts/SPS", sps, global_step)
+        writer.add_scalar("losses/actor_loss", np.mean(pg_losses), global_step)
+        writer.add_scalar("losses/value_loss", np.mean(value_losses), global_step)
+        writer.add_scalar("losses/grad_norm", grad_norm.item(), global_step)
+        writer.add_scalar("losses/skipped_updates", skipped_updates, global_step)
+        writer.add_scalar("losses/approx_kl", np.mean(approx_kls), global_step)
+        writer.add_scalar("losses/clipfrac", np.mean(clipfracs), global_step)
+        writer.add_scalar("losses/entropy", np.mean(entropies), global_step)
+        writer.add_scalar("perf/sim_s", sim_s, global_step)
+        writer.add_scalar("perf/update_s", update_s, global_step)
+        if finished_returns:
+            last_return = np.mean(finished_returns)
+            writer.add_scalar("charts/episodic_return", last_return, global_step)
+            writer.add_scalar("charts/episodic_length", np.mean(finished_lengths), global_step)
+        if time.time() - last_print > 5 or iteration == args.num_iterations - 1:
+            print(
+                f"iteration {iteration + 1}/{args.num_iterations}  global_step={global_step}  SPS={sps}  "
+                f"episodic_return={last_return:.2f}"
+            )
+            last_print = time.time()
+        finished_returns, finished_lengths = [], []
+
+    if args.save_model:
+        model_path = f"runs/{run_name}/{args.exp_name}.model"
+        save_model(model_path, args, actor, critic, obs_rms, value_rms)
+        print(f"model saved to {model_path}")
+
+    eval_returns = {}
+    for mode in ("deterministic", "stochastic"):
+        eval_returns[mode] = evaluate(env, actor, normalize, mode == "deterministic", args.seed)
+        writer.add_scalar(f"eval/{mode}_return", eval_returns[mode], global_step)
+    print(f"eval: deterministic_return={eval_returns['deterministic']:.2f}  "
+          f"stochastic_return={eval_returns['stochastic']:.2f}")
+    writer.close()
+    return run_name, eval_returns
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    try:
+        complete_args(args)
+    except ValueError as error:
+        sys.exit(f"error: {error}")
+    main(args)

@@ -1,0 +1,114 @@
+"""What every algorithm script shares: observation statistics, tags, determinism, saved models, errors for bad
+input."""
+import subprocess
+import sys
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import ppo_dflex
+import rpo_continuous_dflex
+import sapo_dflex
+import shac_dflex
+
+SCRIPTS = [shac_dflex, sapo_dflex, rpo_continuous_dflex, ppo_dflex]
+
+
+@pytest.mark.parametrize("normalizer_class", [shac_dflex.ObsNormalizer, ppo_dflex.RunningMeanStd])
+def test_running_normalizer_matches_statistics_of_all_observations_seen(normalizer_class):
+    normalizer = normalizer_class(3)
+    batches = [torch.randn(50, 3) * torch.tensor([1.0, 5.0, 0.1]) + 2 for _ in range(4)]
+    for batch in batches:
+        normalizer.update(batch)
+    # the prior (mean 0, var 1, count 1) acts as one pseudo-observation with that mean and variance
+    data = torch.cat(batches).double()
+    count = 1 + len(data)
+    mean = data.sum(0) / count
+    var = (1 + ((data - mean) ** 2).sum(0) + mean**2) / count
+    torch.testing.assert_close(normalizer.mean, mean)
+    torch.testing.assert_close(normalizer.var, var)
+
+
+def scalars_of(run_dir):
+    accumulator = EventAccumulator(str(run_dir))
+    accumulator.Reload()
+    return {tag: [event.value for event in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+
+
+SHAC_TAGS = {
+    "charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/learning_rate", "losses/actor_loss",
+    "losses/value_loss", "losses/grad_norm", "losses/skipped_updates", "perf/sim_s", "perf/update_s",
+    "eval/deterministic_return", "eval/stochastic_return",
+}
+SAPO_TAGS = SHAC_TAGS | {"losses/entropy", "losses/alpha"}
+RPO_TAGS = SAPO_TAGS | {
+    "losses/kl", "losses/clipfrac", "losses/ratio_max", "losses/action_grad_norm", "losses/surrogate",
+}
+PPO_TAGS = SHAC_TAGS | {"losses/approx_kl", "losses/clipfrac", "losses/entropy"}
+EXPECTED_TAGS = {shac_dflex: SHAC_TAGS, sapo_dflex: SAPO_TAGS, rpo_continuous_dflex: RPO_TAGS, ppo_dflex: PPO_TAGS}
+
+
+def tiny_cartpole_args(script, exp_name, **overrides):
+    """Two iterations of 4 envs x 8 steps; exp_name keeps runs apart that start within the same second."""
+    if script is ppo_dflex:
+        overrides["minibatch_size"] = 16  # two minibatches of the 32 samples
+    return script.Args(exp_name=exp_name, env_id="CartPole", num_envs=4, horizon=8, total_timesteps=64,
+                       episode_length=5, seed=3, cuda=False, **overrides)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_seeded_cartpole_run_logs_every_tag_and_repeats_exactly(script, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runs = []
+    for name in ("first", "second"):
+        run_name, _ = script.main(tiny_cartpole_args(script, name))
+        runs.append(scalars_of(tmp_path / "runs" / run_name))
+    first, second = runs
+    assert EXPECTED_TAGS[script] <= set(first)
+    timing = {"charts/SPS", "perf/sim_s", "perf/update_s"}
+    for tag in set(first) - timing:
+        assert first[tag] == second[tag], tag
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_saved_model_reloads_and_evaluates_to_the_same_returns(script, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run_name, trained_returns = script.main(tiny_cartpole_args(script, "train", save_model=True))
+    model_path = f"runs/{run_name}/train.model"
+    _, reloaded_returns = script.main(tiny_cartpole_args(script, "reload", eval_model=model_path))
+    # same seed, same fresh reset, same deterministic policy
+    assert reloaded_returns["deterministic"] == trained_returns["deterministic"]
+    with pytest.raises(ValueError, match="run with --env-id CartPole"):
+        script.complete_args(script.Args(env_id="Ant", eval_model=model_path))
+
+
+BAD_ARGUMENTS = [
+    ({"env_id": "Pendulum"}, "known ids: Ant, Hopper"),
+    ({"env_id": "CartPole", "num_envs": 0}, "--num-envs must be at least 1"),
+    ({"env_id": "CartPole", "num_envs": 64, "total_timesteps": 1000}, "raise it or lower --num-envs"),
+    ({"env_id": "CartPole", "eval_model": "missing.model"}, "no such file"),
+]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("kwargs, message", BAD_ARGUMENTS)
+def test_impossible_arguments_are_refused_with_the_fix_named(script, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        script.complete_args(script.Args(**kwargs))
+
+
+@pytest.mark.parametrize("script", [sapo_dflex, rpo_continuous_dflex])
+def test_nonpositive_initial_temperature_is_refused(script):
+    with pytest.raises(ValueError, match="--alpha-init must be positive"):
+        script.complete_args(script.Args(env_id="CartPole", alpha_init=0.0))
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_command_line_reports_bad_input_in_one_line(script):
+    result = subprocess.run([sys.executable, script.__file__, "--env-id", "Pendulum"], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        "error: unknown --env-id 'Pendulum'; known ids: Ant, Hopper, Humanoid, Anymal, HandReorient, CartPole"
+    ]
