@@ -43,6 +43,8 @@ class Args:
     """whether to save the model to `runs/{run_name}/{exp_name}.model`"""
     eval_model: Optional[str] = None
     """path of a saved model: load it (with its network sizes), skip training and only evaluate"""
+    evaluate: bool = True
+    """if toggled, evaluate the final policy (one episode per env, deterministic and stochastic)"""
 
     # Algorithm specific arguments
     env_id: str = "Ant"
@@ -71,8 +73,8 @@ class Args:
     """the largest learning rate the KL rule may set"""
     update_epochs: int = 5
     """the number of passes over the rollout"""
-    minibatch_size: int = 2048
-    """the number of samples per minibatch"""
+    minibatch_size: Optional[int] = None
+    """the number of samples per minibatch (default: 2048, or the whole rollout when that is smaller)"""
     clip_coef: float = 0.2
     """the surrogate clipping coefficient epsilon"""
     ent_coef: float = 0.0
@@ -114,10 +116,12 @@ def complete_args(args):
         args.actor_hidden, args.critic_hidden = saved["actor_hidden"], saved["critic_hidden"]
     args.actor_hidden = tuple(args.actor_hidden or ACTOR_HIDDEN.get(args.env_id, DEFAULT_HIDDEN))
     args.critic_hidden = tuple(args.critic_hidden or CRITIC_HIDDEN.get(args.env_id, DEFAULT_HIDDEN))
+    args.batch_size = args.num_envs * args.horizon
+    if args.minibatch_size is None:
+        args.minibatch_size = min(2048, args.batch_size)
     for name in ("num_envs", "horizon", "update_epochs", "minibatch_size", "max_skipped_updates"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    args.batch_size = args.num_envs * args.horizon
     if args.eval_model is None and args.total_timesteps < args.batch_size:
         raise ValueError(
             f"--total-timesteps {args.total_timesteps} is less than one iteration (num_envs * horizon = "
@@ -450,11 +454,12 @@ def main(args):
         print(f"model saved to {model_path}")
 
     eval_returns = {}
-    for mode in ("deterministic", "stochastic"):
-        eval_returns[mode] = evaluate(env, actor, normalize, mode == "deterministic", args.seed)
-        writer.add_scalar(f"eval/{mode}_return", eval_returns[mode], global_step)
-    print(f"eval: deterministic_return={eval_returns['deterministic']:.2f}  "
-          f"stochastic_return={eval_returns['stochastic']:.2f}")
+    if args.evaluate:
+        for mode in ("deterministic", "stochastic"):
+            eval_returns[mode] = evaluate(env, actor, normalize, mode == "deterministic", args.seed)
+            writer.add_scalar(f"eval/{mode}_return", eval_returns[mode], global_step)
+        print(f"eval: deterministic_return={eval_returns['deterministic']:.2f}  "
+              f"stochastic_return={eval_returns['stochastic']:.2f}")
     writer.close()
     return run_name, eval_returns
 

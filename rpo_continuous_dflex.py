@@ -47,6 +47,8 @@ class Args:
     """whether to save the model to `runs/{run_name}/{exp_name}.model`"""
     eval_model: Optional[str] = None
     """path of a saved model: load it (with its network sizes), skip training and only evaluate"""
+    evaluate: bool = True
+    """if toggled, evaluate the final policy (one episode per env, deterministic and stochastic)"""
 
     # Algorithm specific arguments
     env_id: str = "Ant"
@@ -549,13 +551,14 @@ def main(args):
         save_model(model_path, args, actor, critics, obs_normalizer)
         print(f"model saved to {model_path}")
 
-    normalize = obs_normalizer.frozen()
     eval_returns = {}
-    for mode in ("deterministic", "stochastic"):
-        eval_returns[mode] = evaluate(env, actor, normalize, mode == "deterministic", args.seed)
-        writer.add_scalar(f"eval/{mode}_return", eval_returns[mode], global_step)
-    print(f"eval: deterministic_return={eval_returns['deterministic']:.2f}  "
-          f"stochastic_return={eval_returns['stochastic']:.2f}")
+    if args.evaluate:
+        normalize = obs_normalizer.frozen()
+        for mode in ("deterministic", "stochastic"):
+            eval_returns[mode] = evaluate(env, actor, normalize, mode == "deterministic", args.seed)
+            writer.add_scalar(f"eval/{mode}_return", eval_returns[mode], global_step)
+        print(f"eval: deterministic_return={eval_returns['deterministic']:.2f}  "
+              f"stochastic_return={eval_returns['stochastic']:.2f}")
     writer.close()
     return run_name, eval_returns
 

@@ -1,0 +1,138 @@
+"""Learning curves and the final-return table from the TensorBoard logs under runs/.
+
+    python benchmark/curves.py --out runs/curves.png --table runs/results.md
+
+Run directories are runs/{env_id}__{exp_name}__{seed}__{time}; a run counts once its final evaluation is logged.
+Runs with the same task and exp_name are seeds of one experiment. The PNG has one panel per task with
+charts/episodic_return against env steps, mean ± std over seeds, one line per experiment. The Markdown file has
+the final deterministic and stochastic evaluation returns (mean ± std over seeds) in the layout of the RPO
+paper's Table 1, with the paper's deterministic numbers beside ours.
+"""
+import argparse
+import os
+from collections import defaultdict
+
+import matplotlib
+import numpy as np
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
+
+ALGORITHMS = {"ppo_dflex": "PPO", "shac_dflex": "SHAC", "sapo_dflex": "SAPO", "rpo_continuous_dflex": "RPO"}
+TASKS = ["HandReorient", "Hopper", "Ant", "Humanoid", "Anymal", "CartPole"]
+# The RPO paper's Table 1 (deterministic evaluation, mean ± std over seeds), as restated in SPEC.md §6
+PAPER_TABLE_1 = {
+    "PPO": {"HandReorient": "20.32 ± 13.55", "Hopper": "3977.85 ± 159.95", "Ant": "4188.62 ± 908.43",
+            "Humanoid": "2224.96 ± 551.07", "Anymal": "10211.84 ± 2153.12"},
+    "SHAC": {"HandReorient": "201.25 ± 40.93", "Hopper": "5068.42 ± 299.73", "Ant": "8301.75 ± 1120.13",
+             "Humanoid": "7726.13 ± 755.39", "Anymal": "14514.12 ± 692.62"},
+    "SAPO": {"HandReorient": "225.23 ± 24.16", "Hopper": "5478.12 ± 4.45", "Ant": "9098.83 ± 1024.71",
+             "Humanoid": "8714.34 ± 427.89", "Anymal": "14769.62 ± 62.54"},
+    "RPO": {"HandReorient": "230.89 ± 34.73", "Hopper": "5480.85 ± 8.19", "Ant": "9215.61 ± 949.91",
+            "Humanoid": "9035.38 ± 265.98", "Anymal": "16008.61 ± 395.33"},
+}
+
+
+def load_runs(runs_dir, only=None):
+    """{(env_id, exp_name): [run, ...]} with run = dict(seed, steps, returns, deterministic, stochastic)."""
+    experiments = defaultdict(list)
+    for name in sorted(os.listdir(runs_dir)):
+        parts = name.split("__")
+        if len(parts) != 4 or (only and parts[1] not in only):
+            continue
+        accumulator = EventAccumulator(os.path.join(runs_dir, name))
+        accumulator.Reload()
+        tags = accumulator.Tags()["scalars"]
+        if "eval/deterministic_return" not in tags:
+            continue  # unfinished or evaluation switched off
+        curve = accumulator.Scalars("charts/episodic_return") if "charts/episodic_return" in tags else []
+        experiments[parts[0], parts[1]].append({
+            "seed": int(parts[2]),
+            "steps": np.array([event.step for event in curve]),
+            "returns": np.array([event.value for event in curve]),
+            "deterministic": accumulator.Scalars("eval/deterministic_return")[-1].value,
+            "stochastic": accumulator.Scalars("eval/stochastic_return")[-1].value,
+        })
+    return experiments
+
+
+def tasks_of(experiments):
+    present = {task for task, _ in experiments}
+    return [task for task in TASKS if task in present] + sorted(present - set(TASKS))
+
+
+def mean_std(values):
+    """Mean and sample standard deviation over seeds (axis 0); std 0 for a single seed."""
+    values = np.asarray(values, dtype=np.float64)
+    std = values.std(0, ddof=1) if len(values) > 1 else np.zeros_like(values[0])
+    return values.mean(0), std
+
+
+def label(exp_name):
+    return ALGORITHMS.get(exp_name, exp_name)
+
+
+def plot(experiments, path):
+    tasks = tasks_of(experiments)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for (env_id, exp_name), runs in sorted(experiments.items(), key=lambda item: label(item[0][1])):
+            runs = [run for run in runs if len(run["steps"])]
+            if env_id != task or not runs:
+                continue
+            grid = np.linspace(max(run["steps"][0] for run in runs), min(run["steps"][-1] for run in runs), 200)
+            curves = np.stack([np.interp(grid, run["steps"], run["returns"]) for run in runs])
+            mean, std = mean_std(curves)
+            ax.plot(grid, mean, label=f"{label(exp_name)} ({len(runs)} seeds)")
+            ax.fill_between(grid, mean - std, mean + std, alpha=0.2)
+        ax.set_title(task)
+        ax.set_xlabel("env steps")
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
+        ax.set_ylabel("episodic return")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def table(experiments):
+    tasks = tasks_of(experiments)
+    exp_names = sorted({e for _, e in experiments}, key=lambda e: (list(ALGORITHMS).index(e) if e in ALGORITHMS
+                                                                   else len(ALGORITHMS), e))
+    lines = []
+    for mode in ("deterministic", "stochastic"):
+        lines += [f"**{mode.capitalize()} evaluation** (mean ± std over seeds; seeds in brackets)", "",
+                  "| | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+        for exp_name in exp_names:
+            cells = []
+            for task in tasks:
+                runs = experiments.get((task, exp_name), [])
+                mean, std = mean_std([run[mode] for run in runs]) if runs else (None, None)
+                cells.append(f"{mean:.2f} ± {std:.2f} ({len(runs)})" if runs else "—")
+            lines.append(f"| {label(exp_name)} | " + " | ".join(cells) + " |")
+            paper = PAPER_TABLE_1.get(label(exp_name), {})
+            if mode == "deterministic" and any(task in paper for task in tasks):
+                lines.append(f"| {label(exp_name)}, paper | " + " | ".join(paper.get(t, "—") for t in tasks) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs-dir", default="runs")
+    parser.add_argument("--only", nargs="*", help="exp_names to include (default: all)")
+    parser.add_argument("--out", default="runs/curves.png", help="the PNG of the learning curves")
+    parser.add_argument("--table", default="runs/results.md", help="the Markdown table of final returns")
+    args = parser.parse_args()
+    experiments = load_runs(args.runs_dir, args.only)
+    if not experiments:
+        raise SystemExit(f"error: no finished runs under {args.runs_dir}/ (a run counts once its evaluation is logged)")
+    plot(experiments, args.out)
+    with open(args.table, "w") as f:
+        f.write(table(experiments))
+    print(table(experiments))
+    print(f"curves: {args.out}, table: {args.table}")
+
+
+if __name__ == "__main__":
+    main()
