@@ -3,9 +3,9 @@ in an earlier sweep are skipped, so an interrupted sweep resumes where it stoppe
 
     python benchmark/sweep.py benchmark/jobs/cpu_hour.txt --workers 2
 
-A job file holds one job per line: an algorithm script and its arguments, `#` starts a comment. Jobs run from
-the repository root, so their TensorBoard logs land in runs/ as usual; their console output goes to
-runs/sweep_logs/{job}.log, and runs/sweep_logs/{job}.done marks a job that exited cleanly.
+A job file holds one job per line: an algorithm script and its arguments, `#` starts a comment. Jobs run in
+--workdir (default: the repository root), so their TensorBoard logs land in its runs/ as usual; their console
+output goes to runs/sweep_logs/{job}.log, and runs/sweep_logs/{job}.done marks a job that exited cleanly.
 """
 import argparse
 import os
@@ -37,7 +37,7 @@ def job_name(job):
     return re.sub(r"[^A-Za-z0-9_.=-]", "-", name)
 
 
-def run_job(job, log_dir, threads):
+def run_job(job, log_dir, threads, workdir):
     name = job_name(job)
     done = os.path.join(log_dir, name + ".done")
     if os.path.exists(done):
@@ -45,7 +45,8 @@ def run_job(job, log_dir, threads):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     start = time.time()
     with open(os.path.join(log_dir, name + ".log"), "w") as log:
-        returncode = subprocess.call([sys.executable] + job, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
+        command = [sys.executable, os.path.join(REPO, job[0])] + job[1:]
+        returncode = subprocess.call(command, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env=env)
     wall = time.time() - start
     if returncode != 0:
         return name, f"FAILED with exit code {returncode} after {wall:.0f} s, see {name}.log"
@@ -60,8 +61,10 @@ def main():
     parser.add_argument("--workers", type=int, default=2, help="jobs run at the same time (Warp's CPU simulation "
                         "uses one core per job)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per job (OMP_NUM_THREADS)")
-    parser.add_argument("--log-dir", default=os.path.join(REPO, "runs", "sweep_logs"))
+    parser.add_argument("--workdir", default=REPO, help="where the jobs run; their logs go to {workdir}/runs/")
+    parser.add_argument("--log-dir", help="job logs and .done markers (default: {workdir}/runs/sweep_logs)")
     args = parser.parse_args()
+    args.log_dir = args.log_dir or os.path.join(args.workdir, "runs", "sweep_logs")
     jobs = read_jobs(args.job_file)
     for job in jobs:
         if not os.path.isfile(os.path.join(REPO, job[0])):
@@ -70,7 +73,7 @@ def main():
     start = time.time()
     failed = 0
     with ThreadPoolExecutor(args.workers) as pool:
-        futures = [pool.submit(run_job, job, args.log_dir, args.threads) for job in jobs]
+        futures = [pool.submit(run_job, job, args.log_dir, args.threads, args.workdir) for job in jobs]
         for i, future in enumerate(futures, 1):
             name, outcome = future.result()
             failed += outcome.startswith("FAILED")

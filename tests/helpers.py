@@ -7,3 +7,24 @@ def random_episode_flags(H, N, seed):
     terminated = torch.rand(H, N, generator=g) < 0.15
     truncated = (torch.rand(H, N, generator=g) < 0.15) & ~terminated
     return terminated, truncated
+
+
+def record_env_steps(monkeypatch, script):
+    """Make `script.make_env` return envs whose step results are appended to the returned list."""
+    steps = []
+    make_env = script.make_env
+
+    def recording_make_env(*args, **kwargs):
+        env = make_env(*args, **kwargs)
+        step = env.step
+
+        def recording_step(actions):
+            result = step(actions)
+            steps.append(tuple(x.detach().clone() for x in result[:4]) + (result[4]["final_obs"].detach().clone(),))
+            return result
+
+        env.step = recording_step
+        return env
+
+    monkeypatch.setattr(script, "make_env", recording_make_env)
+    return steps  # (obs, reward, terminated, truncated, final_obs) per step

@@ -1,7 +1,9 @@
 """PPO's own properties (SPEC §5), each checked against an independent computation."""
+import math
+
 import pytest
 import torch
-from helpers import random_episode_flags
+from helpers import random_episode_flags, record_env_steps
 
 import ppo_dflex
 
@@ -70,3 +72,26 @@ def test_observations_are_normalised_and_clamped():
     rms.update(torch.tensor([[0.0, 10.0], [2.0, 10.0]]))  # with the prior: mean (2/3, 20/3)
     normalized = rms.normalize(torch.tensor([[1e6, 20 / 3]]), clip=5.0)
     torch.testing.assert_close(normalized, torch.tensor([[5.0, 0.0]]))  # 0 up to the float32 rounding of 20/3
+
+
+def test_rollout_bootstraps_with_the_value_of_the_state_after_each_step(tmp_path, monkeypatch):
+    """With identity normalisation, the critic's second call of every rollout step must get info["final_obs"]:
+    the state after the step, before any reset (its first call gets the state the step started from)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(ppo_dflex.RunningMeanStd, "normalize", lambda self, x, clip=math.inf: x)
+    steps = record_env_steps(monkeypatch, ppo_dflex)
+    rollout_inputs = []  # critic inputs of 4 rows (the updates use minibatches of 16)
+    forward = ppo_dflex.Critic.forward
+
+    def recording_forward(self, obs):
+        if len(obs) == 4:
+            rollout_inputs.append(obs.detach().clone())
+        return forward(self, obs)
+
+    monkeypatch.setattr(ppo_dflex.Critic, "forward", recording_forward)
+    ppo_dflex.main(ppo_dflex.Args(exp_name="bootstrap", env_id="CartPole", num_envs=4, horizon=8, total_timesteps=64,
+                                  episode_length=5, minibatch_size=16, cuda=False, evaluate=False))
+    assert len(rollout_inputs) == 2 * len(steps) == 32
+    assert any(not torch.equal(obs, final_obs) for obs, *_, final_obs in steps)  # resets happened
+    for next_value_input, (_, _, _, _, final_obs) in zip(rollout_inputs[1::2], steps):
+        assert torch.equal(next_value_input, final_obs)

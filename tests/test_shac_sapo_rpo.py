@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from helpers import random_episode_flags
+from helpers import random_episode_flags, record_env_steps
 
 import rpo_continuous_dflex
 import sapo_dflex
@@ -79,3 +79,26 @@ def test_squashed_normal_log_prob_matches_change_of_variables(script):
         assert math.isclose(got.item(), expected[0, i].item(), rel_tol=1e-7, abs_tol=1e-6), (u[0, i], got)
     far = torch.tensor([[-40.0, 40.0]])  # |a| rounds to 1 in float32; the log-prob must stay finite
     assert torch.isfinite(script.squashed_normal_log_prob(far, torch.zeros_like(far), torch.zeros_like(far)))
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_rollout_bootstraps_with_the_value_of_the_state_after_each_step(script, tmp_path, monkeypatch):
+    """With identity normalisation the critics must see info["final_obs"] of every step: the state after the
+    step, before any reset (SPEC §1, step 3), never the state the step started from."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(script.ObsNormalizer, "frozen", lambda self: (lambda obs: obs))
+    steps = record_env_steps(monkeypatch, script)
+    critic_inputs = []
+    critic_value = script.critic_value
+
+    def recording_critic_value(critics, obs, reduce):
+        critic_inputs.append(obs.detach().clone())
+        return critic_value(critics, obs, reduce)
+
+    monkeypatch.setattr(script, "critic_value", recording_critic_value)
+    script.main(script.Args(exp_name="bootstrap", env_id="CartPole", num_envs=4, horizon=8, total_timesteps=64,
+                            episode_length=5, cuda=False, evaluate=False))
+    assert len(critic_inputs) == len(steps) == 16
+    assert any(not torch.equal(obs, final_obs) for obs, *_, final_obs in steps)  # resets happened
+    for critic_obs, (_, _, _, _, final_obs) in zip(critic_inputs, steps):
+        assert torch.equal(critic_obs, final_obs)

@@ -1,0 +1,66 @@
+"""The reproduction kit: the sweep resumes, the results table aggregates seeds correctly."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+from torch.utils.tensorboard import SummaryWriter
+
+from benchmark import curves
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def sweep(job_file, workdir):
+    return subprocess.run([sys.executable, os.path.join(REPO, "benchmark", "sweep.py"), str(job_file),
+                           "--workers", "2", "--workdir", str(workdir)], capture_output=True, text=True)
+
+
+def test_sweep_skips_finished_jobs_and_retries_failed_ones(tmp_path):
+    job_file = tmp_path / "jobs.txt"
+    job_file.write_text(
+        "# a finishing job and a failing one\n"
+        "shac_dflex.py --env-id CartPole --num-envs 4 --horizon 8 --total-timesteps 32 --no-evaluate\n"
+        "shac_dflex.py --env-id NoSuchTask\n"
+    )
+    first = sweep(job_file, tmp_path)
+    assert first.returncode == 1
+    assert "finished in" in first.stdout and "FAILED" in first.stdout
+    logs = tmp_path / "runs" / "sweep_logs"
+    done = sorted(p.name for p in logs.glob("*.done"))
+    assert done == ["shac_dflex__env-id_CartPole__num-envs_4__horizon_8__total-timesteps_32__no-evaluate.done"]
+    assert "known ids" in (logs / "shac_dflex__env-id_NoSuchTask.log").read_text()
+    assert len([d for d in os.listdir(tmp_path / "runs") if d.startswith("CartPole__")]) == 1
+
+    second = sweep(job_file, tmp_path)
+    assert "skipped (finished earlier)" in second.stdout and "FAILED" in second.stdout
+    assert len([d for d in os.listdir(tmp_path / "runs") if d.startswith("CartPole__")]) == 1  # not run again
+
+
+def write_run(runs_dir, name, returns, deterministic=None, stochastic=None):
+    writer = SummaryWriter(runs_dir / name)
+    for step, value in returns:
+        writer.add_scalar("charts/episodic_return", value, step)
+    if deterministic is not None:
+        writer.add_scalar("eval/deterministic_return", deterministic, returns[-1][0])
+        writer.add_scalar("eval/stochastic_return", stochastic, returns[-1][0])
+    writer.close()
+
+
+def test_results_table_has_mean_and_sample_std_over_finished_seeds_only(tmp_path):
+    runs = tmp_path / "runs"
+    finals = {1: (10.0, 1.0), 2: (20.0, 2.0), 3: (60.0, 6.0)}
+    for seed, (det, sto) in finals.items():
+        write_run(runs, f"Ant__rpo_continuous_dflex__{seed}__100", [(100, 1.0), (200, 2.0)], det, sto)
+    write_run(runs, "Ant__rpo_continuous_dflex__4__100", [(100, 1e6)])  # unfinished: no evaluation
+    write_run(runs, "CartPole__ppo_dflex__1__100", [(100, -5.0)], -3.0, -4.0)
+    experiments = curves.load_runs(str(runs))
+    assert len(experiments[("Ant", "rpo_continuous_dflex")]) == 3
+    table = curves.table(experiments)
+    det = [d for d, _ in finals.values()]
+    expected = f"{np.mean(det):.2f} ± {np.std(det, ddof=1):.2f} (3)"
+    assert f"| RPO | {expected} | — |" in table
+    assert "| RPO, paper | 9215.61 ± 949.91 | — |" in table  # the paper's Ant value beside ours
+    assert "| PPO | — | -3.00 ± 0.00 (1) |" in table
+    curves.plot(experiments, str(tmp_path / "curves.png"))
+    assert (tmp_path / "curves.png").stat().st_size > 10_000
