@@ -164,11 +164,12 @@ class Actor(nn.Module):
         return torch.tanh(self.mean(h)), 0.9 * torch.sigmoid(self.std(h) + 2) + 0.1
 
     def get_action(self, obs, deterministic=False):
-        """A sample u ~ N(mean, std), not yet clamped to the action range."""
+        """A sample u ~ N(mean, std), not yet clamped to the action range, and its log-prob summed over dims."""
         mean, std = self(obs)
         if deterministic:
-            return mean
-        return mean + std * torch.randn_like(mean)
+            return mean, None
+        u = mean + std * torch.randn_like(mean)
+        return u, torch.distributions.Normal(mean, std).log_prob(u).sum(-1)
 
 
 class Critic(nn.Module):
@@ -238,7 +239,7 @@ def evaluate(env, actor, normalize, deterministic, seed):
     returns = torch.zeros(env.num_envs, device=env.device)
     running = torch.ones(env.num_envs, dtype=torch.bool, device=env.device)
     for _ in range(env.max_episode_length):
-        obs, reward, terminated, truncated, _ = env.step(actor.get_action(normalize(obs), deterministic).clamp(-1, 1))
+        obs, reward, terminated, truncated, _ = env.step(actor.get_action(normalize(obs), deterministic)[0].clamp(-1, 1))
         returns += reward * running
         running &= ~(terminated | truncated)
         if not running.any():
@@ -336,9 +337,7 @@ def main(args):
             for t in range(H):
                 obs_rms.update(obs)
                 obs_storage[t] = normalize(obs)
-                mean, std = actor(obs_storage[t])
-                actions[t] = mean + std * torch.randn_like(mean)
-                logprobs[t] = torch.distributions.Normal(mean, std).log_prob(actions[t]).sum(-1)
+                actions[t], logprobs[t] = actor.get_action(obs_storage[t])
                 values[t] = value_rms.denormalize(critic(obs_storage[t]))
                 # the sample is clamped to the action range; its log-prob is that of the unclamped sample
                 obs, reward, terminated, truncated, info = env.step(actions[t].clamp(-1, 1))
