@@ -69,15 +69,27 @@ def mean_std(values):
     return values.mean(0), std
 
 
+def order(exp_name):
+    """Sort key: PPO, SHAC, SAPO, RPO as in the paper's table, each followed by its variants."""
+    scripts = list(ALGORITHMS)
+    return next((i for i, script in enumerate(scripts) if exp_name.startswith(script)), len(scripts)), exp_name
+
+
 def label(exp_name):
-    return ALGORITHMS.get(exp_name, exp_name)
+    """PPO for ppo_dflex, "PPO (1M)" for a variant ppo_dflex_1M, the exp_name itself otherwise."""
+    for script, name in ALGORITHMS.items():
+        if exp_name == script:
+            return name
+        if exp_name.startswith(script + "_"):
+            return f"{name} ({exp_name[len(script) + 1:]})"
+    return exp_name
 
 
 def plot(experiments, path):
     tasks = tasks_of(experiments)
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        for (env_id, exp_name), runs in sorted(experiments.items(), key=lambda item: label(item[0][1])):
+        for (env_id, exp_name), runs in sorted(experiments.items(), key=lambda item: order(item[0][1])):
             runs = [run for run in runs if len(run["steps"])]
             if env_id != task or not runs:
                 continue
@@ -97,8 +109,7 @@ def plot(experiments, path):
 
 def table(experiments):
     tasks = tasks_of(experiments)
-    exp_names = sorted({e for _, e in experiments}, key=lambda e: (list(ALGORITHMS).index(e) if e in ALGORITHMS
-                                                                   else len(ALGORITHMS), e))
+    exp_names = sorted({e for _, e in experiments}, key=order)
     lines = []
     for mode in ("deterministic", "stochastic"):
         lines += [f"**{mode.capitalize()} evaluation** (mean ± std over seeds; seeds in brackets)", "",
