@@ -87,6 +87,7 @@ def label(exp_name):
 
 def plot(experiments, path):
     tasks = tasks_of(experiments)
+    colors = {exp_name: f"C{i}" for i, exp_name in enumerate(sorted({e for _, e in experiments}, key=order))}
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         for (env_id, exp_name), runs in sorted(experiments.items(), key=lambda item: order(item[0][1])):
@@ -96,8 +97,8 @@ def plot(experiments, path):
             grid = np.linspace(max(run["steps"][0] for run in runs), min(run["steps"][-1] for run in runs), 200)
             curves = np.stack([np.interp(grid, run["steps"], run["returns"]) for run in runs])
             mean, std = mean_std(curves)
-            ax.plot(grid, mean, label=f"{label(exp_name)} ({len(runs)} seeds)")
-            ax.fill_between(grid, mean - std, mean + std, alpha=0.2)
+            ax.plot(grid, mean, color=colors[exp_name], label=f"{label(exp_name)} ({len(runs)} seeds)")
+            ax.fill_between(grid, mean - std, mean + std, color=colors[exp_name], alpha=0.2)
         ax.set_title(task)
         ax.set_xlabel("env steps")
         ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
