@@ -70,7 +70,8 @@ def main():
 
     steps = args.num_envs * args.horizon
     print(f"{args.env_id}, num_envs {args.num_envs}, horizon {args.horizon}, iterations {args.warmup + 1}-"
-          f"{args.warmup + args.iterations} from scratch, {args.workers} at a time, {args.threads} torch thread(s) "
+          f"{args.warmup + args.iterations} from scratch, {min(args.workers, len(args.algorithms))} at a time, "
+          f"{args.threads} torch thread(s) "
           f"each, {'cuda' if args.cuda else 'cpu'}\n")
     print("| algorithm | env-steps/s | s per iteration | simulation fwd+bwd (s) | network updates (s) | "
           "(iteration − simulation) ÷ iteration | peak memory (GiB) |")
