@@ -50,11 +50,13 @@ EXPECTED_TAGS = {shac_dflex: SHAC_TAGS, sapo_dflex: SAPO_TAGS, rpo_continuous_df
 
 
 def tiny_cartpole_args(script, exp_name, **overrides):
-    """Two iterations of 4 envs x 8 steps; exp_name keeps runs apart that start within the same second."""
+    """Two iterations of 4 envs x 8 steps unless overridden; exp_name keeps runs apart that start within the
+    same second."""
     if script is ppo_dflex:
         overrides["minibatch_size"] = 16  # two minibatches of the 32 samples
-    return script.Args(exp_name=exp_name, env_id="CartPole", num_envs=4, horizon=8, total_timesteps=64,
-                       episode_length=5, seed=3, cuda=False, **overrides)
+    settings = dict(env_id="CartPole", num_envs=4, horizon=8, total_timesteps=64, episode_length=5, seed=3,
+                    cuda=False)
+    return script.Args(exp_name=exp_name, **{**settings, **overrides})
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -112,3 +114,18 @@ def test_command_line_reports_bad_input_in_one_line(script):
     assert result.stderr.strip().splitlines() == [
         "error: unknown --env-id 'Pendulum'; known ids: Ant, Hopper, Humanoid, Anymal, HandReorient, CartPole"
     ]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_nonfinite_gradients_are_skipped_reported_and_abort_the_run(script, tmp_path, monkeypatch, capsys):
+    """Every gradient norm reads NaN: no optimiser step may be taken, the first skip is reported on stderr,
+    and the run stops after --max-skipped-updates iterations in a row."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda parameters, max_norm: torch.tensor(float("nan")))
+    steps = []
+    monkeypatch.setattr(torch.optim.AdamW, "step", lambda self, closure=None: steps.append(self))
+    with pytest.raises(RuntimeError, match="non-finite for 2 iterations in a row"):
+        script.main(tiny_cartpole_args(script, "nonfinite", total_timesteps=96, max_skipped_updates=2))
+    stderr = capsys.readouterr().err
+    assert stderr.count("warning: non-finite") == 1
+    assert all(optimizer.param_groups[0]["params"][0].shape == () for optimizer in steps)  # only SAPO/RPO's alpha
