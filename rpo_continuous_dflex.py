@@ -410,6 +410,7 @@ def main(args):
     obs = env.reset()
 
     for iteration in range(args.num_iterations):
+        # exponential schedule lr_0 * (lr_end / lr_0)^(k / K) (SPEC §4, step 1)
         frac = iteration / args.num_iterations
         actor_lr = args.actor_lr * (args.end_lr / args.actor_lr) ** frac
         actor_optimizer.param_groups[0]["lr"] = actor_lr
@@ -458,7 +459,7 @@ def main(args):
         b_obs = obs_storage.reshape(-1, env.num_obs)
         b_u = u_storage.reshape(-1, env.num_actions)
         b_action_grads = action_grads.reshape(-1, env.num_actions)
-        with torch.no_grad():
+        with torch.no_grad():  # pi_old: the policy that sampled u, i.e. the actor before the first epoch
             old_mean, old_log_std = actor(b_obs)
         clipfracs, surrogates, ratio_maxes = [], [], []
         for _ in range(args.update_epochs):
