@@ -8,9 +8,11 @@ from .quiet import import_rewarped, quiet_construction
 
 ENV_IDS = ("Ant", "Hopper", "Humanoid", "Anymal", "HandReorient", "CartPole")
 
-# env id -> (module, class) of the Rewarped task
-_REWARPED_TASKS = {
+# env id -> (module, class) of the task: Rewarped's, or ours where Rewarped 1.3.3's is broken or a stub
+_TASKS = {
     "Ant": ("rewarped.envs.dflex.ant", "Ant"),
+    "Hopper": (f"{__name__}.hopper", "Hopper"),
+    "Anymal": (f"{__name__}.anymal", "Anymal"),
     "Humanoid": ("rewarped.envs.dflex.humanoid", "Humanoid"),
     "HandReorient": ("rewarped.envs.isaacgymenvs.allegro_hand", "AllegroHand"),
     "CartPole": ("rewarped.envs.dflex.cartpole", "Cartpole"),
@@ -43,11 +45,6 @@ def make_env(env_id, num_envs, device="cpu", seed=0, requires_grad=True, episode
     """
     if env_id not in ENV_IDS:
         raise ValueError(f"unknown env id {env_id!r}; known ids: {', '.join(ENV_IDS)}")
-    if env_id not in _REWARPED_TASKS:
-        raise ValueError(
-            f"{env_id} is not available yet (Rewarped 1.3.3's version is broken or a stub); "
-            f"choose one of: {', '.join(_REWARPED_TASKS)}"
-        )
     if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
         raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
     if episode_length is not None and (not isinstance(episode_length, int) or episode_length < 1):
@@ -57,9 +54,9 @@ def make_env(env_id, num_envs, device="cpu", seed=0, requires_grad=True, episode
     import_rewarped()
     from .rewarped_fixes import PartialResetFix
 
-    module, name = _REWARPED_TASKS[env_id]
-    rewarped_task = getattr(importlib.import_module(module), name)
-    task_class = type(name, (rewarped_task, PartialResetFix), {})
+    module, name = _TASKS[env_id]
+    task_base = getattr(importlib.import_module(module), name)
+    task_class = type(name, (task_base, PartialResetFix), {})
     kwargs = dict(
         num_envs=num_envs,
         device=device,

@@ -2,6 +2,12 @@
 import torch
 
 
+def random_actions(env, steps, seed=0):
+    """(steps, N, A) actions uniform in [-1, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    return 2 * torch.rand(steps, env.num_envs, env.num_actions, generator=g) - 1
+
+
 def random_episode_flags(H, N, seed):
     g = torch.Generator().manual_seed(seed)
     terminated = torch.rand(H, N, generator=g) < 0.15

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from envs import make_env
+from helpers import random_actions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -17,14 +18,16 @@ def rollout(env, actions):
     return [env.step(a) for a in actions]
 
 
-def random_actions(env, steps, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return 2 * torch.rand(steps, env.num_envs, env.num_actions, generator=g) - 1
-
-
 @pytest.mark.parametrize(
     "env_id, num_obs, num_actions, episode_length",
-    [("CartPole", 5, 1, 240), ("Ant", 37, 8, 1000), ("Humanoid", 76, 21, 1000), ("HandReorient", 72, 16, 600)],
+    [
+        ("CartPole", 5, 1, 240),
+        ("Ant", 37, 8, 1000),
+        ("Hopper", 11, 3, 1000),
+        ("Humanoid", 76, 21, 1000),
+        ("Anymal", 49, 12, 1000),
+        ("HandReorient", 72, 16, 600),
+    ],
 )
 def test_shapes_dtypes_and_task_sizes(env_id, num_obs, num_actions, episode_length):
     env = make_env(env_id, 2)
@@ -182,8 +185,6 @@ def test_envs_share_the_origin_instead_of_a_grid_of_offsets():
     "kwargs, message",
     [
         (dict(env_id="Pendulum", num_envs=2), "known ids: Ant, Hopper, Humanoid, Anymal, HandReorient, CartPole"),
-        (dict(env_id="Hopper", num_envs=2), "not available yet"),
-        (dict(env_id="Anymal", num_envs=2), "not available yet"),
         (dict(env_id="CartPole", num_envs=0), "num_envs must be a positive integer"),
         (dict(env_id="CartPole", num_envs=2.5), "num_envs must be a positive integer"),
         (dict(env_id="CartPole", num_envs=2, episode_length=0), "episode_length must be a positive integer"),
@@ -211,7 +212,7 @@ def test_wrong_action_shape_is_refused():
 def test_building_and_stepping_prints_nothing():
     code = (
         "import torch; from envs import make_env\n"
-        "for env_id in ('Ant', 'CartPole'):\n"
+        "for env_id in ('Ant', 'Hopper', 'Anymal', 'CartPole'):\n"
         "    env = make_env(env_id, 4); env.reset()\n"
         "    env.step(torch.zeros(4, env.num_actions, requires_grad=True))[1].sum().backward()\n"
     )
