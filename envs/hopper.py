@@ -1,6 +1,6 @@
 """DFlex's Hopper (DiffRL / AHAC) on Rewarped 1.3.3, whose own `Hopper` diverges within a few hundred steps.
 
-Three differences from Rewarped's task, each needed to match DFlex:
+Where it differs from Rewarped's task, each time to match DFlex:
 - Warp merges the torso's three MJCF joints (slide x, slide z, hinge y) into one D6 joint. Its Featherstone
   solver then rotates the torso about the world origin instead of about the torso, so the velocities drift
   from the motion as the hopper travels, and energy grows until NaN. DFlex gives each joint a link of its
@@ -10,6 +10,8 @@ Three differences from Rewarped's task, each needed to match DFlex:
 - DFlex applies armature 1 to all six joints and damping 2 to the three hinges together with the motor
   torque. Warp 1.3.3's force mode ignores joint damping, so the damping is part of the torque here, once per
   frame from the frame's start velocities.
+- DFlex's contacts use the shapes' material alone; Warp averages it with the ground plane's (ke 1e5 by
+  default), so the ground gets the shapes' material.
 """
 import math
 import os
@@ -45,8 +47,7 @@ def nest_root_joints(mjcf):
 
 
 class Hopper(RewarpedHopper):
-    # DFlex's ground contact uses the shapes' material alone; Warp averages it with the ground plane's.
-    ground_plane_settings = CONTACT
+    ground_plane_settings = CONTACT  # Warp averages shape and ground materials: make them equal
 
     def create_articulation(self, builder):
         with open(os.path.join(self.asset_dir, "dflex/hopper.xml")) as f:
