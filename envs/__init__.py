@@ -52,11 +52,11 @@ def make_env(env_id, num_envs, device="cpu", seed=0, requires_grad=True, episode
     device = _check_device(device)
 
     import_rewarped()
-    from .rewarped_fixes import PartialResetFix
+    from .rewarped_fixes import WarpEnvFixes
 
     module, name = _TASKS[env_id]
     task_base = getattr(importlib.import_module(module), name)
-    task_class = type(name, (task_base, PartialResetFix), {})
+    task_class = type(name, (task_base, WarpEnvFixes), {})
     kwargs = dict(
         num_envs=num_envs,
         device=device,

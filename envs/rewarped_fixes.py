@@ -1,15 +1,24 @@
-"""A correction to Rewarped 1.3.3's `WarpEnv`, placed between each task class and `WarpEnv`.
+"""Corrections to Rewarped 1.3.3's `WarpEnv`, placed between each task class and `WarpEnv`.
 
-`make_env` builds `class Task(RewarpedTask, PartialResetFix)`, so the method order is
-Task → RewarpedTask → PartialResetFix → WarpEnv, and a task's own `reset_idx` that calls `super()` reaches
-the corrected one below.
+`make_env` builds `class Task(RewarpedTask, WarpEnvFixes)`, so the method order is
+Task → RewarpedTask → WarpEnvFixes → WarpEnv, and a task's own method that calls `super()` reaches the
+corrected one below.
 """
 import torch
 import warp as wp
+from rewarped.environment import IntegratorType
 from rewarped.warp_env import WarpEnv
 
+from .featherstone import FeatherstoneIntegrator
 
-class PartialResetFix(WarpEnv):
+
+class WarpEnvFixes(WarpEnv):
+    def create_integrator(self, model):
+        """Warp's Featherstone integrator with its double-counted `body_q` adjoint corrected (featherstone.py)."""
+        if self.integrator_type != IntegratorType.FEATHERSTONE:
+            return super().create_integrator(model)
+        return self.sim_substeps_featherstone, FeatherstoneIntegrator(model, **self.featherstone_settings)
+
     def reset_idx(self, env_ids):
         """Reset `env_ids`; every other env keeps its state *and* its autograd history.
 
