@@ -1,5 +1,6 @@
 # SHAC, Short-Horizon Actor-Critic (Xu et al., ICLR 2022), in the improved variant of SAPO (Xing et al.,
 # ICLR 2025) that the RPO paper compares against. Specification: SPEC.md §1-2; usage: README.md.
+import importlib.util
 import os
 import random
 import sys
@@ -33,7 +34,7 @@ class Args:
     cuda: bool = True
     """if toggled, use the GPU when there is one"""
     track: bool = False
-    """if toggled, track the run with Weights and Biases"""
+    """if toggled, track the run with Weights and Biases (needs `pip install wandb`)"""
     wandb_project_name: str = "dflex-rl"
     """the wandb's project name"""
     wandb_entity: Optional[str] = None
@@ -96,6 +97,8 @@ def complete_args(args):
     """Fill per-task defaults and derived sizes; refuse impossible values before any simulation starts."""
     if args.env_id not in ENV_IDS:
         raise ValueError(f"unknown --env-id {args.env_id!r}; known ids: {', '.join(ENV_IDS)}")
+    if args.track and importlib.util.find_spec("wandb") is None:
+        raise ValueError("--track needs the wandb package: pip install wandb")
     if args.num_envs is None:
         args.num_envs = PAPER_NUM_ENVS[args.env_id]
     if args.eval_model is not None:
@@ -320,8 +323,8 @@ def main(args):
     skipped_in_a_row = skipped_updates = 0
     episode_return = torch.zeros(N, device=device)
     episode_length = torch.zeros(N, device=device)
-    finished_returns, finished_lengths = [], []
-    last_return = float("nan")  # mean return of the latest finished episodes, for the progress line
+    finished = []  # (env step, return, length) of every episode that ended in this iteration
+    returns_since_print, episodes_ended = [], 0  # for the progress line
     obs = env.reset()
 
     for iteration in range(args.num_iterations):
@@ -349,8 +352,9 @@ def main(args):
             episode_length += 1
             ended = terminated | truncated
             if ended.any():
-                finished_returns += episode_return[ended].tolist()
-                finished_lengths += episode_length[ended].tolist()
+                step = global_step + (t + 1) * N  # the env step at which these episodes ended
+                finished += [(step, episodic_return, episodic_length) for episodic_return, episodic_length
+                             in zip(episode_return[ended].tolist(), episode_length[ended].tolist())]
                 episode_return[ended] = 0
                 episode_length[ended] = 0
         global_step += N * H
@@ -411,17 +415,26 @@ def main(args):
         writer.add_scalar("losses/skipped_updates", skipped_updates, global_step)
         writer.add_scalar("perf/sim_s", sim_s, global_step)
         writer.add_scalar("perf/update_s", update_s, global_step)
-        if finished_returns:
-            last_return = np.mean(finished_returns)
-            writer.add_scalar("charts/episodic_return", last_return, global_step)
-            writer.add_scalar("charts/episodic_length", np.mean(finished_lengths), global_step)
+        for step, episodic_return, episodic_length in finished:  # one point per episode, as CleanRL logs them
+            writer.add_scalar("charts/episodic_return", episodic_return, step)
+            writer.add_scalar("charts/episodic_length", episodic_length, step)
+        writer.add_scalar("charts/episodes_ended", len(finished), global_step)
+        returns_since_print += [episodic_return for _, episodic_return, _ in finished]
+        episodes_ended += len(finished)
+        finished = []
         if time.time() - last_print > 5 or iteration == args.num_iterations - 1:
+            if returns_since_print:
+                returns = f"episodic_return={np.mean(returns_since_print):.2f} over {len(returns_since_print)} episodes"
+            else:
+                returns = "no episode ended " + ("since the last line" if episodes_ended else "yet")
+            elapsed = time.time() - start_time
+            eta = elapsed / (iteration + 1) * (args.num_iterations - iteration - 1)
             print(
-                f"iteration {iteration + 1}/{args.num_iterations}  global_step={global_step}  SPS={sps}  "
-                f"episodic_return={last_return:.2f}"
+                f"iteration {iteration + 1}/{args.num_iterations}  global_step={global_step}  SPS={sps}  {returns}  "
+                f"elapsed {elapsed / 60:.1f} min  ETA {eta / 60:.1f} min"
             )
             last_print = time.time()
-        finished_returns, finished_lengths = [], []
+            returns_since_print = []
 
     if args.save_model:
         model_path = f"runs/{run_name}/{args.exp_name}.model"

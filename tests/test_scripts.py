@@ -1,10 +1,14 @@
 """What every algorithm script shares: observation statistics, tags, determinism, saved models, errors for bad
 input."""
+import importlib.util
+import math
+import re
 import subprocess
 import sys
 
 import pytest
 import torch
+from helpers import record_env_steps
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import ppo_dflex
@@ -30,16 +34,20 @@ def test_running_normalizer_matches_statistics_of_all_observations_seen(normaliz
     torch.testing.assert_close(normalizer.var, var)
 
 
-def scalars_of(run_dir):
+def events_of(run_dir):
     accumulator = EventAccumulator(str(run_dir))
     accumulator.Reload()
-    return {tag: [event.value for event in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+    return {tag: accumulator.Scalars(tag) for tag in accumulator.Tags()["scalars"]}
+
+
+def scalars_of(run_dir):
+    return {tag: [event.value for event in events] for tag, events in events_of(run_dir).items()}
 
 
 SHAC_TAGS = {
     "charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/learning_rate", "losses/actor_loss",
     "losses/value_loss", "losses/grad_norm", "losses/skipped_updates", "perf/sim_s", "perf/update_s",
-    "eval/deterministic_return", "eval/stochastic_return",
+    "eval/deterministic_return", "eval/stochastic_return", "charts/episodes_ended",
 }
 SAPO_TAGS = SHAC_TAGS | {"losses/entropy", "losses/alpha"}
 RPO_TAGS = SAPO_TAGS | {
@@ -129,3 +137,50 @@ def test_nonfinite_gradients_are_skipped_reported_and_abort_the_run(script, tmp_
     stderr = capsys.readouterr().err
     assert stderr.count("warning: non-finite") == 1
     assert all(optimizer.param_groups[0]["params"][0].shape == () for optimizer in steps)  # only SAPO/RPO's alpha
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_finished_episode_is_logged_at_the_step_it_ended_with_its_return(script, tmp_path, monkeypatch):
+    """Episodes of 5 steps in 2 iterations of 8 steps: one charts/episodic_return point per episode, at the env
+    step where it ended, equal to the sum of its rewards as the env returned them."""
+    monkeypatch.chdir(tmp_path)
+    steps = record_env_steps(monkeypatch, script)
+    run_name, _ = script.main(tiny_cartpole_args(script, "episodes", evaluate=False))
+    num_envs = 4
+    expected, running = [], torch.zeros(num_envs)
+    for k, (_, reward, terminated, truncated, _) in enumerate(steps):
+        running += reward
+        for env in (terminated | truncated).nonzero().flatten().tolist():
+            expected.append(((k + 1) * num_envs, running[env].item(), 5.0))
+            running[env] = 0
+    events = events_of(tmp_path / "runs" / run_name)
+    returns = sorted((e.step, e.value) for e in events["charts/episodic_return"])
+    lengths = sorted((e.step, e.value) for e in events["charts/episodic_length"])
+    assert len(expected) == 4 * 3  # every env ends after steps 5, 10 and 15
+    assert [step for step, _ in returns] == [step for step, _, _ in sorted(expected)]
+    assert [value for _, value in returns] == pytest.approx([value for _, value, _ in sorted(expected)], rel=1e-6)
+    assert lengths == [(step, length) for step, _, length in sorted(expected)]
+    assert [e.value for e in events["charts/episodes_ended"]] == [4, 8]  # iteration 1: step 5; 2: steps 10, 15
+    assert not any(math.isnan(e.value) for tag_events in events.values() for e in tag_events)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_progress_line_counts_the_episodes_gives_the_time_left_and_never_prints_nan(script, tmp_path, monkeypatch,
+                                                                                      capsys):
+    monkeypatch.chdir(tmp_path)
+    script.main(tiny_cartpole_args(script, "long", episode_length=100, evaluate=False))
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "iteration 2/2" in last and "no episode ended yet" in last and "ETA 0.0 min" in last
+    script.main(tiny_cartpole_args(script, "short", evaluate=False))
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("iteration")]
+    counts = [int(re.search(r"over (\d+) episodes", line).group(1)) for line in lines]
+    assert sum(counts) == 12  # each episode counted on the first line after it ended
+    assert all("elapsed" in line and "ETA" in line and "nan" not in line.lower() for line in lines)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_track_without_wandb_is_refused_before_any_simulation_with_the_install_command(script, monkeypatch):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else find_spec(name, *a))
+    with pytest.raises(ValueError, match="--track needs the wandb package: pip install wandb"):
+        script.complete_args(script.Args(env_id="CartPole", track=True))
