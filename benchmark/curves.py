@@ -4,7 +4,8 @@
 
 Run directories are runs/{env_id}__{exp_name}__{seed}__{time}; a run counts once its final evaluation is logged.
 Runs with the same task and exp_name are seeds of one experiment. The PNG has one panel per task with
-charts/episodic_return against env steps, mean ± std over seeds, one line per experiment. The Markdown file has
+charts/episodic_return (one point per finished episode, averaged where several end at the same env step)
+against env steps, mean ± std over seeds, one line per experiment. The Markdown file has
 the final deterministic and stochastic evaluation returns (mean ± std over seeds) in the layout of the RPO
 paper's Table 1, with the paper's deterministic numbers beside ours.
 """
@@ -47,10 +48,13 @@ def load_runs(runs_dir, only=None):
         if "eval/deterministic_return" not in tags:
             continue  # unfinished or evaluation switched off
         curve = accumulator.Scalars("charts/episodic_return") if "charts/episodic_return" in tags else []
+        # one point per finished episode: episodes that ended at the same env step become their mean
+        steps, index = np.unique([event.step for event in curve], return_inverse=True)
+        returns = np.bincount(index, weights=[event.value for event in curve]) / np.bincount(index) if curve else []
         experiments[parts[0], parts[1]].append({
             "seed": int(parts[2]),
-            "steps": np.array([event.step for event in curve]),
-            "returns": np.array([event.value for event in curve]),
+            "steps": steps,
+            "returns": np.asarray(returns),
             "deterministic": accumulator.Scalars("eval/deterministic_return")[-1].value,
             "stochastic": accumulator.Scalars("eval/stochastic_return")[-1].value,
         })

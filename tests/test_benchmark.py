@@ -64,3 +64,11 @@ def test_results_table_has_mean_and_sample_std_over_finished_seeds_only(tmp_path
     assert "| PPO | — | -3.00 ± 0.00 (1) |" in table
     curves.plot(experiments, str(tmp_path / "curves.png"))
     assert (tmp_path / "curves.png").stat().st_size > 10_000
+
+
+def test_curves_read_one_point_per_episode_and_average_episodes_that_end_at_the_same_step(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, "Ant__shac_dflex__1__100", [(100, 1.0), (100, 3.0), (160, -2.0), (200, 5.0)], 0.0, 0.0)
+    (run,) = curves.load_runs(str(runs))[("Ant", "shac_dflex")]
+    assert run["steps"].tolist() == [100, 160, 200]
+    assert run["returns"].tolist() == [2.0, -2.0, 5.0]
