@@ -36,11 +36,12 @@ def _check_device(device):
     return f"cuda:{index}"
 
 
-def make_env(env_id, num_envs, device="cpu", seed=0, requires_grad=True, episode_length=None):
+def make_env(env_id, num_envs, device="cpu", seed=0, requires_grad=True, episode_length=None, graph_capture=None):
     """Build `num_envs` parallel copies of task `env_id` (one of `ENV_IDS`) and return a `DiffEnv`.
 
     `requires_grad=False` builds the simulator without its backward pass (faster, flat memory: for PPO).
-    `episode_length=None` keeps the task's own time limit. The same seed on the same device gives
+    `episode_length=None` keeps the task's own time limit. `graph_capture=None` captures the simulation step in
+    a CUDA graph on CUDA devices (Warp's CPU backend has none). The same seed on the same device gives
     bit-identical rollouts.
     """
     if env_id not in ENV_IDS:
@@ -50,6 +51,10 @@ def make_env(env_id, num_envs, device="cpu", seed=0, requires_grad=True, episode
     if episode_length is not None and (not isinstance(episode_length, int) or episode_length < 1):
         raise ValueError(f"episode_length must be a positive integer or None, got {episode_length!r}")
     device = _check_device(device)
+    if graph_capture is None:
+        graph_capture = device.startswith("cuda")
+    elif graph_capture and not device.startswith("cuda"):
+        raise ValueError("graph_capture=True needs a CUDA device; leave it None on the CPU")
 
     import_rewarped()
     from .rewarped_fixes import WarpEnvFixes
@@ -63,8 +68,7 @@ def make_env(env_id, num_envs, device="cpu", seed=0, requires_grad=True, episode
         no_grad=not requires_grad,
         # With env offsets, N=128 Ant envs sit up to ±160 m apart and float32 loses the twist -> COM velocity.
         no_env_offset=True,
-        # CUDA-graph capture of the simulation step where it exists; Warp's CPU backend has none.
-        use_graph_capture=device.startswith("cuda"),
+        use_graph_capture=graph_capture,
     )
     if episode_length is not None:
         kwargs["episode_length"] = episode_length

@@ -72,3 +72,13 @@ def test_curves_read_one_point_per_episode_and_average_episodes_that_end_at_the_
     (run,) = curves.load_runs(str(runs))[("Ant", "shac_dflex")]
     assert run["steps"].tolist() == [100, 160, 200]
     assert run["returns"].tolist() == [2.0, -2.0, 5.0]
+
+
+def test_gpu_check_stops_at_once_with_a_one_line_message_where_there_is_no_gpu():
+    no_gpu = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    result = subprocess.run(["bash", os.path.join(REPO, "benchmark", "gpu_check.sh")], env=no_gpu,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        "gpu_check: no usable CUDA GPU here (torch.cuda.is_available() is False); run it on a GPU machine"
+    ]

@@ -189,6 +189,7 @@ def test_envs_share_the_origin_instead_of_a_grid_of_offsets():
         (dict(env_id="CartPole", num_envs=2.5), "num_envs must be a positive integer"),
         (dict(env_id="CartPole", num_envs=2, episode_length=0), "episode_length must be a positive integer"),
         (dict(env_id="CartPole", num_envs=2, device="tpu"), "use 'cpu' or 'cuda'"),
+        (dict(env_id="CartPole", num_envs=2, graph_capture=True), "graph_capture=True needs a CUDA device"),
     ],
 )
 def test_bad_arguments_are_refused_with_the_fix_named(kwargs, message):
