@@ -456,6 +456,9 @@ def main(args):
         # returns, in the one backward pass through the simulator of this iteration (SPEC §4, step 2)
         objective = segment_returns(step_rewards, step_values, terminations, truncations, args.gamma).sum() / (N * H)
         action_grads = torch.stack(torch.autograd.grad(objective, step_actions))
+        # Free this rollout's graph now, not when these names are next assigned: its nodes keep every step's
+        # simulator tape and states alive (backward frees the saved tensors, not the nodes)
+        del objective, step_actions, step_rewards, step_values, obs, action, u, entropy, reward, info
         sim_s = time.time() - sim_start
         update_start = time.time()
 

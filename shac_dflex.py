@@ -367,6 +367,10 @@ def main(args):
         actor_loss = -objective
         actor_optimizer.zero_grad()
         actor_loss.backward()
+        # Free this rollout's graph now, not when these names are next assigned: its nodes keep every step's
+        # simulator tape and states alive (backward frees the saved tensors, not the nodes)
+        actor_loss = actor_loss.detach()
+        del objective, step_rewards, step_values, obs, action, reward, info
         sim_s = time.time() - sim_start
         update_start = time.time()
         grad_norm = nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm)

@@ -2,6 +2,7 @@
 independent computation. RPO's own properties are in test_rpo.py, the command-line behaviour of all four
 scripts in test_scripts.py."""
 import math
+import weakref
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from helpers import random_episode_flags, record_env_steps
 import rpo_continuous_dflex
 import sapo_dflex
 import shac_dflex
+from envs.quiet import import_rewarped
 
 SCRIPTS = [shac_dflex, sapo_dflex, rpo_continuous_dflex]
 
@@ -102,3 +104,45 @@ def test_rollout_bootstraps_with_the_value_of_the_state_after_each_step(script, 
     assert any(not torch.equal(obs, final_obs) for obs, *_, final_obs in steps)  # resets happened
     for critic_obs, (_, _, _, _, final_obs) in zip(critic_inputs, steps):
         assert torch.equal(critic_obs, final_obs)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_the_previous_iterations_graph_is_gone_when_the_next_rollout_starts(script, tmp_path, monkeypatch):
+    """Every simulator step's Warp tape is held by its autograd node; at the first step of iteration k + 1 no
+    tape of iteration k may be alive any more (without the fix all 8 were, so peak memory held two graphs)."""
+    import_rewarped()
+    from rewarped.autograd import UpdateFunction
+
+    monkeypatch.chdir(tmp_path)
+    tapes, alive = [], []  # weak references to every step's tape; how many of the earlier ones live, per rollout
+    forward = UpdateFunction.forward
+
+    def recording_forward(ctx, *args):
+        outputs = forward(ctx, *args)
+        tapes.append(weakref.ref(ctx.update_params[0]))
+        return outputs
+
+    make_env = script.make_env
+
+    def probing_make_env(*args, **kwargs):
+        env = make_env(*args, **kwargs)
+        clear_grad, step = env.clear_grad, env.step
+        earlier = []
+
+        def marking_clear_grad():
+            earlier.append(len(tapes))
+            return clear_grad()
+
+        def probing_step(actions):
+            if earlier:  # the first step of a rollout
+                alive.append(sum(tape() is not None for tape in tapes[: earlier.pop()]))
+            return step(actions)
+
+        env.clear_grad, env.step = marking_clear_grad, probing_step
+        return env
+
+    monkeypatch.setattr(UpdateFunction, "forward", staticmethod(recording_forward))
+    monkeypatch.setattr(script, "make_env", probing_make_env)
+    script.main(script.Args(exp_name="graph", env_id="CartPole", num_envs=4, horizon=8, total_timesteps=96,
+                            episode_length=5, cuda=False, evaluate=False))
+    assert len(tapes) == 3 * 8 and alive == [0, 0, 0]
