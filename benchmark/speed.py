@@ -1,15 +1,20 @@
-"""Speed of the four algorithms on one task and device, measured side by side.
+"""Speed of the four algorithms on one task and device, and of the simulator alone, measured side by side.
 
     python benchmark/speed.py --env-id Ant --num-envs 32 --iterations 6 --warmup 1
 
 Each script trains for warmup + iterations iterations with its final evaluation switched off. The scripts log
 per iteration how long the rollout with its backward pass took (perf/sim_s) and how long the network updates
-took (perf/update_s); this reads those tags, drops the warm-up iterations and prints a Markdown table. Jobs run
-`--workers` at a time, in the order SHAC, RPO, SAPO, PPO, so that with 2 workers SHAC and RPO share the machine
-and their ratio is measured under the same load. Peak memory is the resident set size of each process (host
-memory; on a GPU the simulation's own memory is not included).
+took (perf/update_s); this reads those tags, drops the warm-up iterations and prints a Markdown table. The
+"bare" row is the floor: the same task, num_envs and horizon driven with random actions, forward and backward
+through the simulator, no networks; the overhead column is each algorithm's iteration time minus the floor's.
+The slowdown column is the mean iteration time of the last quarter of the measured iterations over that of
+the first quarter. Jobs run `--workers` at a time, in the order SHAC, RPO, SAPO, bare, PPO, so that with 2
+workers SHAC and RPO share the machine (their ratio is measured under the same load), then SAPO and the bare
+simulator. Peak memory is the resident set size of each process (host memory; on a GPU the simulation's own
+memory is not included).
 """
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -22,32 +27,69 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = {"SHAC": "shac_dflex.py", "RPO": "rpo_continuous_dflex.py", "SAPO": "sapo_dflex.py", "PPO": "ppo_dflex.py"}
+JOBS = ["SHAC", "RPO", "SAPO", "bare", "PPO"]  # the order in which they start
 
 
-def run(algo, args, tag):
-    """Train one script for warmup + iterations iterations; returns (run directory, peak RSS in GiB)."""
-    exp_name = f"speed_{algo.lower()}_{tag}"
-    steps = args.num_envs * args.horizon * (args.warmup + args.iterations)
-    command = [sys.executable, SCRIPTS[algo], "--env-id", args.env_id, "--num-envs", str(args.num_envs),
-               "--horizon", str(args.horizon), "--total-timesteps", str(steps), "--exp-name", exp_name,
-               "--seed", str(args.seed), "--no-evaluate", "--cuda" if args.cuda else "--no-cuda"]
+def bare_simulator(args):
+    """The floor: H steps of random actions from clear_grad(), then the backward pass of the summed rewards to
+    the actions, as the scripts drive the simulator but without networks. Prints each iteration's seconds."""
+    sys.path.insert(0, REPO)
+    import torch
+
+    from envs import make_env
+
+    env = make_env(args.env_id, args.num_envs, "cuda" if args.cuda else "cpu", args.seed)
+    env.reset()
+    generator = torch.Generator(env.device).manual_seed(args.seed)
+    seconds = []
+    for _ in range(args.warmup + args.iterations):
+        start = time.time()
+        env.clear_grad()
+        shape = (args.horizon, env.num_envs, env.num_actions)
+        actions = (2 * torch.rand(shape, generator=generator, device=env.device) - 1).requires_grad_(True)
+        torch.stack([env.step(action)[1] for action in actions]).sum().backward()
+        if args.cuda:
+            torch.cuda.synchronize()
+        seconds.append(time.time() - start)
+    print(json.dumps(seconds))
+
+
+def run(job, args, tag):
+    """Run one job for warmup + iterations iterations; returns the per-iteration seconds of simulation (fwd+bwd)
+    and of network updates, and the peak RSS in GiB."""
+    common = ["--env-id", args.env_id, "--num-envs", str(args.num_envs), "--horizon", str(args.horizon),
+              "--seed", str(args.seed), "--cuda" if args.cuda else "--no-cuda"]
+    if job == "bare":
+        command = [sys.executable, os.path.abspath(__file__), "--bare", "--iterations", str(args.iterations),
+                   "--warmup", str(args.warmup)] + common
+    else:
+        exp_name = f"speed_{job.lower()}_{tag}"
+        steps = args.num_envs * args.horizon * (args.warmup + args.iterations)
+        command = [sys.executable, SCRIPTS[job], "--total-timesteps", str(steps), "--exp-name", exp_name,
+                   "--no-evaluate"] + common
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    with tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=stdout, stderr=stderr)
         _, status, usage = os.wait4(process.pid, 0)  # like wait(), plus the child's own resource usage
         if os.waitstatus_to_exitcode(status) != 0:
             stderr.seek(0)
             raise RuntimeError(f"{' '.join(command)} failed:\n{stderr.read().decode()}")
+        stdout.seek(0)
+        output = stdout.read().decode()
+    peak_gib = usage.ru_maxrss / 2**20  # ru_maxrss is in KiB on Linux
+    if job == "bare":
+        sim = json.loads(output.strip().splitlines()[-1])
+        return sim, [0.0] * len(sim), peak_gib
     runs = [d for d in os.listdir(os.path.join(REPO, "runs")) if f"__{exp_name}__" in d]
-    return os.path.join(REPO, "runs", max(runs)), usage.ru_maxrss / 2**20  # ru_maxrss is in KiB on Linux
+    return (*perf(os.path.join(REPO, "runs", max(runs))), peak_gib)
 
 
-def perf(run_dir, warmup):
+def perf(run_dir):
     accumulator = EventAccumulator(run_dir)
     accumulator.Reload()
-    sim = [event.value for event in accumulator.Scalars("perf/sim_s")][warmup:]
-    update = [event.value for event in accumulator.Scalars("perf/update_s")][warmup:]
-    return statistics.mean(sim), statistics.mean(update)
+    sim = [event.value for event in accumulator.Scalars("perf/sim_s")]
+    update = [event.value for event in accumulator.Scalars("perf/update_s")]
+    return sim, update
 
 
 def main():
@@ -59,29 +101,40 @@ def main():
     parser.add_argument("--warmup", type=int, default=1, help="iterations dropped from the front (kernel loads)")
     parser.add_argument("--workers", type=int, default=2, help="algorithms running at the same time")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process (OMP_NUM_THREADS)")
-    parser.add_argument("--algorithms", nargs="+", choices=list(SCRIPTS), default=list(SCRIPTS))
+    parser.add_argument("--algorithms", nargs="+", choices=JOBS, default=JOBS, help="what to measure; bare: the "
+                        "simulator alone")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--cuda", action=argparse.BooleanOptionalAction, default=False, help="use the GPU")
+    parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)  # run as the bare-simulator job
     args = parser.parse_args()
+    if args.bare:
+        return bare_simulator(args)
 
     tag = str(int(time.time()))
     with ThreadPoolExecutor(args.workers) as pool:
-        results = dict(zip(args.algorithms, pool.map(lambda algo: run(algo, args, tag), args.algorithms)))
+        jobs = [job for job in JOBS if job in args.algorithms]
+        results = dict(zip(jobs, pool.map(lambda job: run(job, args, tag), jobs)))
 
     steps = args.num_envs * args.horizon
     print(f"{args.env_id}, num_envs {args.num_envs}, horizon {args.horizon}, iterations {args.warmup + 1}-"
-          f"{args.warmup + args.iterations} from scratch, {min(args.workers, len(args.algorithms))} at a time, "
+          f"{args.warmup + args.iterations} from scratch, {min(args.workers, len(jobs))} at a time, "
           f"{args.threads} torch thread(s) "
           f"each, {'cuda' if args.cuda else 'cpu'}\n")
     print("| algorithm | env-steps/s | s per iteration | simulation fwd+bwd (s) | network updates (s) | "
-          "(iteration − simulation) ÷ iteration | peak memory (GiB) |")
-    print("|---|---|---|---|---|---|---|")
-    iteration_s = {}
-    for algo, (run_dir, peak_gib) in results.items():
-        sim_s, update_s = perf(run_dir, args.warmup)
-        iteration_s[algo] = sim_s + update_s
-        print(f"| {algo} | {steps / iteration_s[algo]:.0f} | {iteration_s[algo]:.2f} | {sim_s:.2f} | {update_s:.2f} | "
-              f"{update_s / iteration_s[algo]:.3f} | {peak_gib:.2f} |")
+          "(iteration − simulation) ÷ iteration | overhead over bare (s) | last ÷ first quarter | peak memory (GiB) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    rows = {}
+    for job, (sim, update, peak_gib) in results.items():
+        sim, update = sim[args.warmup:], update[args.warmup:]
+        rows[job] = statistics.mean(sim), statistics.mean(update), [a + b for a, b in zip(sim, update)], peak_gib
+    iteration_s = {job: statistics.mean(times) for job, (_, _, times, _) in rows.items()}
+    for job, (sim_s, update_s, times, peak_gib) in rows.items():
+        quarter = max(1, len(times) // 4)
+        slowdown = statistics.mean(times[-quarter:]) / statistics.mean(times[:quarter])
+        overhead = f"{iteration_s[job] - iteration_s['bare']:.2f}" if "bare" in iteration_s and job != "PPO" else "—"
+        print(f"| {'bare simulator' if job == 'bare' else job} | {steps / iteration_s[job]:.0f} | "
+              f"{iteration_s[job]:.2f} | {sim_s:.2f} | {update_s:.2f} | {update_s / iteration_s[job]:.3f} | "
+              f"{overhead} | {slowdown:.3f} | {peak_gib:.2f} |")
     if "RPO" in iteration_s and "SHAC" in iteration_s:
         print(f"\nRPO ÷ SHAC seconds per iteration: {iteration_s['RPO'] / iteration_s['SHAC']:.3f}")
     if "PPO" in iteration_s:
