@@ -53,6 +53,9 @@ class Args:
     """the number of parallel environments (default: the paper's value for the task)"""
     episode_length: Optional[int] = None
     """the task's time limit in steps (default: the task's own)"""
+    low_memory: bool = False
+    """keep only each simulation step's input for the backward pass and recompute the step there (less memory,
+    a second forward pass)"""
     total_timesteps: int = 8_000_000
     """total env steps of the experiment"""
     horizon: int = 32
@@ -300,7 +303,8 @@ def main(args):
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
 
     # env setup
-    env = make_env(args.env_id, args.num_envs, str(device), args.seed, episode_length=args.episode_length)
+    env = make_env(args.env_id, args.num_envs, str(device), args.seed, episode_length=args.episode_length,
+                   low_memory=args.low_memory)
 
     actor = Actor(env.num_obs, env.num_actions, args.actor_hidden).to(device)
     critics = nn.ModuleList([Critic(env.num_obs, args.critic_hidden) for _ in range(2)]).to(device)

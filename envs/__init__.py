@@ -36,13 +36,15 @@ def _check_device(device):
     return f"cuda:{index}"
 
 
-def make_env(env_id, num_envs, device="cpu", seed=0, requires_grad=True, episode_length=None, graph_capture=None):
+def make_env(env_id, num_envs, device="cpu", seed=0, requires_grad=True, episode_length=None, graph_capture=None,
+             low_memory=False):
     """Build `num_envs` parallel copies of task `env_id` (one of `ENV_IDS`) and return a `DiffEnv`.
 
     `requires_grad=False` builds the simulator without its backward pass (faster, flat memory: for PPO).
     `episode_length=None` keeps the task's own time limit. `graph_capture=None` captures the simulation step in
-    a CUDA graph on CUDA devices (Warp's CPU backend has none). The same seed on the same device gives
-    bit-identical rollouts.
+    a CUDA graph on CUDA devices (Warp's CPU backend has none). `low_memory=True` keeps only each step's input
+    for the backward pass and recomputes the step there (same gradients, a second forward pass; not with graph
+    capture, which recomputes by itself). The same seed on the same device gives bit-identical rollouts.
     """
     if env_id not in ENV_IDS:
         raise ValueError(f"unknown env id {env_id!r}; known ids: {', '.join(ENV_IDS)}")
@@ -55,13 +57,15 @@ def make_env(env_id, num_envs, device="cpu", seed=0, requires_grad=True, episode
         graph_capture = device.startswith("cuda")
     elif graph_capture and not device.startswith("cuda"):
         raise ValueError("graph_capture=True needs a CUDA device; leave it None on the CPU")
+    if low_memory and graph_capture:
+        graph_capture = False  # the captured step already recomputes its forward in the backward pass
 
     import_rewarped()
     from .rewarped_fixes import WarpEnvFixes
 
     module, name = _TASKS[env_id]
     task_base = getattr(importlib.import_module(module), name)
-    task_class = type(name, (task_base, WarpEnvFixes), {})
+    task_class = type(name, (task_base, WarpEnvFixes), {"low_memory": low_memory})
     kwargs = dict(
         num_envs=num_envs,
         device=device,

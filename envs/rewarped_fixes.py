@@ -10,9 +10,21 @@ from rewarped.environment import IntegratorType
 from rewarped.warp_env import WarpEnv
 
 from .featherstone import FeatherstoneIntegrator
+from .low_memory import RecomputedStep
 
 
 class WarpEnvFixes(WarpEnv):
+    low_memory = False  # make_env(low_memory=True): recompute each step's forward in its backward pass
+
+    def do_physics_step(self):
+        if not (self.requires_grad and self.low_memory):
+            return super().do_physics_step()
+        self.state_1 = self.state_0
+        self.state_tensors = list(RecomputedStep.apply(self, *self.state_tensors, *self.control_tensors))
+        self.control_0 = self.model.control()
+        self.control_tensors = [wp.to_torch(getattr(self.control_0, k)) for k in self.control_tensors_names]
+        self.sim_time += self.frame_dt
+
     def create_integrator(self, model):
         """Warp's Featherstone integrator with its double-counted `body_q` adjoint corrected (featherstone.py)."""
         if self.integrator_type != IntegratorType.FEATHERSTONE:
