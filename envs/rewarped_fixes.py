@@ -17,6 +17,7 @@ class WarpEnvFixes(WarpEnv):
     low_memory = False  # make_env(low_memory=True): recompute each step's forward in its backward pass
 
     def do_physics_step(self):
+        """With `low_memory`, one frame through `RecomputedStep` (low_memory.py); Rewarped's step otherwise."""
         if not (self.requires_grad and self.low_memory):
             return super().do_physics_step()
         self.state_1 = self.state_0
@@ -26,7 +27,7 @@ class WarpEnvFixes(WarpEnv):
         self.sim_time += self.frame_dt
 
     def create_integrator(self, model):
-        """Warp's Featherstone integrator with its double-counted `body_q` adjoint corrected (featherstone.py)."""
+        """Rewarped's Featherstone integrator with its double-counted `body_q` adjoint corrected (featherstone.py)."""
         if self.integrator_type != IntegratorType.FEATHERSTONE:
             return super().create_integrator(model)
         return self.sim_substeps_featherstone, FeatherstoneIntegrator(model, **self.featherstone_settings)
