@@ -121,7 +121,8 @@ def main():
           f"{args.threads} torch thread(s) "
           f"each, {'cuda' if args.cuda else 'cpu'}\n")
     print("| algorithm | env-steps/s | s per iteration | simulation fwd+bwd (s) | network updates (s) | "
-          "(iteration − simulation) ÷ iteration | overhead over bare (s) | last ÷ first quarter | peak memory (GiB) |")
+          "(iteration − simulation) ÷ iteration | overhead over bare (s) | last ÷ first quarter | "
+          "peak memory (GiB) |")
     print("|---|---|---|---|---|---|---|---|---|")
     rows = {}
     for job, (sim, update, peak_gib) in results.items():
