@@ -43,8 +43,9 @@ def make_env(env_id, num_envs, device="cpu", seed=0, requires_grad=True, episode
     `requires_grad=False` builds the simulator without its backward pass (faster, flat memory: for PPO).
     `episode_length=None` keeps the task's own time limit. `graph_capture=None` captures the simulation step in
     a CUDA graph on CUDA devices (Warp's CPU backend has none). `low_memory=True` keeps only each step's input
-    for the backward pass and recomputes the step there (same gradients, a second forward pass; not with graph
-    capture, which recomputes by itself). The same seed on the same device gives bit-identical rollouts.
+    for the backward pass and recomputes the step there (a second forward pass; gradients as in the normal mode,
+    see README; not with graph capture, which recomputes by itself). The same seed on the same device gives
+    bit-identical rollouts.
     """
     if env_id not in ENV_IDS:
         raise ValueError(f"unknown env id {env_id!r}; known ids: {', '.join(ENV_IDS)}")

@@ -30,7 +30,7 @@ def test_low_memory_gives_bit_identical_rewards_and_gradients(env_id):
     assert grad.abs().sum() > 0
 
 
-def test_low_memory_anymal_gradient_is_the_same_at_one_step_and_within_a_permille_over_eight():
+def test_low_memory_anymal_gradient_is_the_same_at_one_step_and_within_two_permille_over_eight():
     """Anymal's differ from the second step back by up to 9e-4 of the largest component (measured); the step
     itself is recomputed exactly."""
     rewards, grad = rollout_and_gradient("Anymal", low_memory=False)
