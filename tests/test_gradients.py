@@ -2,6 +2,7 @@
 import pytest
 import warp as wp
 
+from envs.dflex_step import DFlexIntegrator
 from envs.featherstone import FeatherstoneIntegrator
 from envs.gradcheck import gradient_check, main, tolerance
 
@@ -64,6 +65,14 @@ def test_featherstone_counts_the_contact_adjoint_once():
     assert ours == pytest.approx(-c * (2 - dt * c), rel=1e-4)
     rewarpeds, _ = d_final_vz_d_initial_z(FeatherstoneIntegrator.__bases__[0])
     assert rewarpeds == pytest.approx(-c * (3 - 2 * dt * c), rel=1e-4)
+
+
+def test_dflex_step_counts_the_contact_adjoint_once():
+    """The same scene through DFlex's substep (own ground contact, same law without damping and friction)."""
+    ke, dt = 2.0e3, 1.0e-2
+    ours, mass = d_final_vz_d_initial_z(lambda model: DFlexIntegrator(model, [], [], []))
+    c = dt * ke / mass
+    assert ours == pytest.approx(-c * (2 - dt * c), rel=1e-4)
 
 
 def test_gradcheck_exits_nonzero_on_a_wrong_gradient_and_zero_on_a_right_one(monkeypatch, capsys):

@@ -1,0 +1,248 @@
+"""DFlex's articulated-body substep (github imgeorgiev/DiffRL, `dflex/sim.py`) on Warp, for the paper's tasks.
+
+It runs Rewarped's Featherstone kernels in DFlex's order, with DFlex's two force laws in place of Warp's:
+
+- Joint torque, every substep, on each hinge and slide (DFlex `jcalc_tau`):
+      tau = act - ke (q - target) - (kd + limit_kd) qd + limit_ke * (limit violation)
+  DFlex damps with limit_kd at all times; Warp's force mode ignores ke and kd and damps only past a limit.
+  The task's `joint_limit_kd` therefore lives in `damping` here and is zero in the model.
+- Ground contact (DFlex `eval_rigid_contacts_art`): fixed contact points (sphere: its centre; capsule: the
+  two ends of its axis; box: its 8 corners) against the plane through the origin normal to the up axis,
+  with the shape's own material (ke, kd, kf, mu) and depth d = -(n.p - radius) > 0:
+      f = n (ke d + kd d max(-v_n, 0)) - normalize(v_t) min(kf |v_t|, mu ke d)
+  Warp instead averages shape and ground materials, damps without the depth factor, caps friction by the
+  normal force, and runs its general collision pipeline. Shapes do not collide with each other (DFlex).
+
+The output state's maximal coordinates (`body_q`, `body_qd`) are not updated, as in DFlex; `eval_fk` them
+before rendering. Each substep writes `body_q` into an array of its own, so that the backward pass counts
+each adjoint once (see featherstone.py).
+"""
+import numpy as np
+import warp as wp
+from rewarped.warp import integrator_featherstone as fs
+
+from .featherstone import FeatherstoneIntegrator
+
+
+@wp.kernel
+def dflex_joint_drive(
+    joint_act: wp.array(dtype=float),
+    joint_q: wp.array(dtype=float),
+    joint_qd: wp.array(dtype=float),
+    axis_q: wp.array(dtype=int),
+    axis_qd: wp.array(dtype=int),
+    target: wp.array(dtype=float),
+    stiffness: wp.array(dtype=float),
+    damping: wp.array(dtype=float),
+    # output
+    act_out: wp.array(dtype=float),
+):
+    i = wp.tid()  # one joint axis (hinge or slide)
+    q = joint_q[axis_q[i]]
+    qd = joint_qd[axis_qd[i]]
+    act_out[i] = joint_act[i] - stiffness[i] * (q - target[i]) - damping[i] * qd
+
+
+@wp.kernel
+def dflex_ground_contact(
+    body_q: wp.array(dtype=wp.transform),
+    body_v_s: wp.array(dtype=wp.spatial_vector),
+    contact_body: wp.array(dtype=int),
+    contact_point: wp.array(dtype=wp.vec3),
+    contact_radius: wp.array(dtype=float),
+    contact_material: wp.array(dtype=wp.vec4),
+    up: wp.vec3,
+    # output
+    body_f: wp.array(dtype=wp.spatial_vector),
+):
+    tid = wp.tid()
+    body = contact_body[tid]
+    p = wp.transform_point(body_q[body], contact_point[tid]) - up * contact_radius[tid]
+    c = wp.dot(up, p)  # < 0: below the ground
+    if c >= 0.0:
+        return
+    mat = contact_material[tid]  # ke, kd, kf, mu
+    v_s = body_v_s[body]  # spatial twist: the point's velocity is v + w x p
+    dpdt = wp.spatial_bottom(v_s) + wp.cross(wp.spatial_top(v_s), p)
+    vn = wp.dot(up, dpdt)
+    vt = dpdt - up * vn
+    fn = c * mat[0]
+    fd = wp.min(vn, 0.0) * mat[1] * (0.0 - c)
+    ft = wp.normalize(vt) * wp.min(mat[2] * wp.length(vt), 0.0 - mat[3] * c * mat[0])
+    f = up * (fn + fd) + ft  # Featherstone's sign convention for body_f, as Warp's own contact kernel
+    wp.atomic_add(body_f, body, wp.spatial_vector(wp.cross(p, f), f))
+
+
+def contact_points(model):
+    """DFlex's ground-contact points of every shape: (body, point in the body frame, radius, (ke, kd, kf, mu))."""
+    points = []
+    geo = model.shape_geo
+    types, scales = geo.type.numpy(), geo.scale.numpy()
+    transforms, bodies = model.shape_transform.numpy(), model.shape_body.numpy()
+    mat = model.shape_materials
+    materials = np.stack([mat.ke.numpy(), mat.kd.numpy(), mat.kf.numpy(), mat.mu.numpy()], axis=1)
+    for shape, (kind, scale, body) in enumerate(zip(types, scales, bodies)):
+        if body < 0:
+            continue
+        if kind == wp.sim.GEO_SPHERE:
+            local, radius = [(0.0, 0.0, 0.0)], scale[0]
+        elif kind == wp.sim.GEO_CAPSULE:  # Warp's capsule axis is the shape's y axis
+            local, radius = [(0.0, -scale[1], 0.0), (0.0, scale[1], 0.0)], scale[0]
+        elif kind == wp.sim.GEO_BOX:
+            local, radius = [(sx * scale[0], sy * scale[1], sz * scale[2]) for sx in (-1, 1) for sy in (-1, 1)
+                             for sz in (-1, 1)], 0.0
+        else:
+            raise ValueError(f"DFlex ground contact has no points for shape type {kind} (shape {shape})")
+        X = wp.transform(wp.vec3(*transforms[shape][:3]), wp.quat(*transforms[shape][3:]))
+        for point in local:
+            points.append((body, wp.transform_point(X, wp.vec3(*point)), radius, materials[shape]))
+    return points
+
+
+class DFlexIntegrator(FeatherstoneIntegrator):
+    """Featherstone substep with DFlex's joint torque and ground contact (module docstring).
+
+    `stiffness`, `damping` and `target` are per joint axis (the order of `model.joint_act`); `damping` is
+    DFlex's target_kd + limit_kd.
+    """
+
+    def __init__(self, model, stiffness, damping, target, update_mass_matrix_every=1):
+        super().__init__(model, angular_damping=0.0, update_mass_matrix_every=update_mass_matrix_every)
+        device = model.device
+        axis_q, axis_qd = [], []
+        q_start, qd_start = model.joint_q_start.numpy(), model.joint_qd_start.numpy()
+        axis_dim, types = model.joint_axis_dim.numpy(), model.joint_type.numpy()
+        for j, kind in enumerate(types):
+            count = axis_dim[j].sum()
+            if count and kind not in (wp.sim.JOINT_REVOLUTE, wp.sim.JOINT_PRISMATIC):
+                raise ValueError(f"the DFlex joint law covers hinges and slides only; joint {j} has type {kind}")
+            axis_q += [q_start[j]] * count
+            axis_qd += [qd_start[j]] * count
+        n = len(axis_q)
+        if not (len(stiffness) == len(damping) == len(target) == n == model.joint_act.shape[0]):
+            raise ValueError(f"stiffness, damping and target need one value per joint axis ({n})")
+        self.axis_q = wp.array(axis_q, dtype=int, device=device)
+        self.axis_qd = wp.array(axis_qd, dtype=int, device=device)
+        self.stiffness = wp.array(stiffness, dtype=float, device=device)
+        self.damping = wp.array(damping, dtype=float, device=device)
+        self.target = wp.array(target, dtype=float, device=device)
+        self.no_limit_damping = wp.zeros(n, dtype=float, device=device)
+
+        body, point, radius, material = zip(*contact_points(model))
+        self.contact_body = wp.array(body, dtype=int, device=device)
+        self.contact_point = wp.array(point, dtype=wp.vec3, device=device)
+        self.contact_radius = wp.array(radius, dtype=float, device=device)
+        self.contact_material = wp.array(np.array(material), dtype=wp.vec4, device=device)
+
+    def simulate(self, model, state_in, state_out, dt, control=None):
+        requires_grad = state_in.requires_grad
+        for state in (state_in, state_out):
+            if not getattr(state, "_featherstone_augmented", False):
+                self.allocate_state_aux_vars(model, state, requires_grad)
+        if control is None:
+            control = model.control(clone_variables=False)
+        device = model.device
+        # body_q: written here and read below; a fresh array when taped (one writer per array)
+        body_q = wp.empty_like(state_in.body_q) if requires_grad else state_in.body_q
+        body_f = state_in.body_f  # zeroed by the caller before each substep
+
+        wp.launch(
+            fs.eval_rigid_fk,
+            dim=model.articulation_count,
+            inputs=[model.articulation_start, model.joint_type, model.joint_parent, model.joint_child,
+                    model.joint_q_start, state_in.joint_q, model.joint_X_p, model.joint_X_c, model.fs_body_X_com,
+                    model.joint_axis, model.joint_axis_start, model.joint_axis_dim],
+            outputs=[body_q, state_in.body_q_com],
+            device=device,
+        )
+        state_in.body_f_s.zero_()
+        wp.launch(
+            fs.eval_rigid_id,
+            dim=model.articulation_count,
+            inputs=[model.articulation_start, model.joint_type, model.joint_parent, model.joint_child,
+                    model.joint_q_start, model.joint_qd_start, state_in.joint_q, state_in.joint_qd, model.joint_axis,
+                    model.joint_axis_start, model.joint_axis_dim, model.fs_body_I_m, body_q, state_in.body_q_com,
+                    model.joint_X_p, model.joint_X_c, model.gravity],
+            outputs=[state_in.joint_S_s, state_in.body_I_s, state_in.body_v_s, state_in.body_f_s,
+                     state_in.body_a_s],
+            device=device,
+        )
+        wp.launch(
+            dflex_ground_contact,
+            dim=len(self.contact_body),
+            inputs=[body_q, state_in.body_v_s, self.contact_body, self.contact_point, self.contact_radius,
+                    self.contact_material, wp.vec3(*model.up_vector)],
+            outputs=[body_f],
+            device=device,
+        )
+        act = wp.empty_like(control.joint_act)
+        wp.launch(
+            dflex_joint_drive,
+            dim=len(self.axis_q),
+            inputs=[control.joint_act, state_in.joint_q, state_in.joint_qd, self.axis_q, self.axis_qd, self.target,
+                    self.stiffness, self.damping],
+            outputs=[act],
+            device=device,
+        )
+        state_in.body_ft_s.zero_()
+        state_in.joint_tau.zero_()
+        wp.launch(
+            fs.eval_rigid_tau,
+            dim=model.articulation_count,
+            inputs=[model.articulation_start, model.joint_type, model.joint_parent, model.joint_child,
+                    model.joint_q_start, model.joint_qd_start, model.joint_axis_start, model.joint_axis_dim,
+                    model.joint_axis_mode, state_in.joint_q, state_in.joint_qd, act, model.joint_target_ke,
+                    model.joint_target_kd, model.joint_limit_lower, model.joint_limit_upper, model.joint_limit_ke,
+                    self.no_limit_damping, state_in.joint_S_s, state_in.body_f_s, body_f],
+            outputs=[state_in.body_ft_s, state_in.joint_tau],
+            device=device,
+        )
+        if self._step % self.update_mass_matrix_every == 0:
+            self._mass_matrix(model, state_in, state_out)
+        else:
+            wp.copy(state_out.H, state_in.H)
+            wp.copy(state_out.L, state_in.L)
+        state_in.joint_qdd.zero_()
+        wp.launch(
+            fs.eval_dense_solve_batched,
+            dim=model.articulation_count,
+            inputs=[model.fs_articulation_H_start, model.fs_articulation_H_rows, model.fs_articulation_dof_start,
+                    state_out.H, state_out.L, state_in.joint_tau],
+            outputs=[state_in.joint_qdd, state_in.joint_solve_tmp],
+            device=device,
+        )
+        wp.launch(
+            fs.integrate_generalized_joints,
+            dim=model.joint_count,
+            inputs=[model.joint_type, model.joint_q_start, model.joint_qd_start, model.joint_axis_dim,
+                    state_in.joint_q, state_in.joint_qd, state_in.joint_qdd, dt],
+            outputs=[state_out.joint_q, state_out.joint_qd],
+            device=device,
+        )
+        self._step += 1
+        return state_out
+
+    def _mass_matrix(self, model, state_in, state_out):
+        """H = J^T M J with the armature on its diagonal, and its Cholesky factor L, into `state_out`."""
+        n, device = model.articulation_count, model.device
+        wp.launch(fs.eval_rigid_jacobian, dim=n, device=device,
+                  inputs=[model.articulation_start, model.fs_articulation_J_start, model.joint_ancestor,
+                          model.joint_qd_start, state_in.joint_S_s],
+                  outputs=[state_out.J])
+        wp.launch(fs.eval_rigid_mass, dim=n, device=device,
+                  inputs=[model.articulation_start, model.fs_articulation_M_start, state_in.body_I_s],
+                  outputs=[state_out.M])
+        wp.launch(fs.eval_dense_gemm_batched, dim=n, device=device,  # P = M J
+                  inputs=[model.fs_articulation_M_rows, model.fs_articulation_J_cols, model.fs_articulation_J_rows,
+                          False, False, model.fs_articulation_M_start, model.fs_articulation_J_start,
+                          model.fs_articulation_J_start, state_out.M, state_out.J],
+                  outputs=[state_out.P])
+        wp.launch(fs.eval_dense_gemm_batched, dim=n, device=device,  # H = J^T P
+                  inputs=[model.fs_articulation_J_cols, model.fs_articulation_J_cols, model.fs_articulation_J_rows,
+                          True, False, model.fs_articulation_J_start, model.fs_articulation_J_start,
+                          model.fs_articulation_H_start, state_out.J, state_out.P],
+                  outputs=[state_out.H])
+        wp.launch(fs.eval_dense_cholesky_batched, dim=n, device=device,
+                  inputs=[model.fs_articulation_H_start, model.fs_articulation_H_rows, state_out.H,
+                          model.joint_armature],
+                  outputs=[state_out.L])
