@@ -6,17 +6,22 @@ import torch
 from .diff_env import DiffEnv
 from .quiet import import_rewarped, quiet_construction
 
-ENV_IDS = ("Ant", "Hopper", "Humanoid", "Anymal", "HandReorient", "CartPole")
+ENV_IDS = ("Ant", "Hopper", "Humanoid", "Anymal", "HandReorient", "CartPole", "RewarpedAnt", "RewarpedHumanoid")
 
-# env id -> (module, class) of the task: Rewarped's, or ours where Rewarped 1.3.3's is broken or a stub
+# env id -> (module, class) of the task: ours where the paper's (AHAC's DFlex) task differs from Rewarped 1.3.3's
+# or Rewarped's is broken or a stub; Rewarped's otherwise, and under Rewarped* ids for the SAPO paper's tasks
 _TASKS = {
-    "Ant": ("rewarped.envs.dflex.ant", "Ant"),
+    "Ant": (f"{__name__}.ant", "Ant"),
     "Hopper": (f"{__name__}.hopper", "Hopper"),
     "Anymal": (f"{__name__}.anymal", "Anymal"),
     "Humanoid": ("rewarped.envs.dflex.humanoid", "Humanoid"),
     "HandReorient": ("rewarped.envs.isaacgymenvs.allegro_hand", "AllegroHand"),
     "CartPole": ("rewarped.envs.dflex.cartpole", "Cartpole"),
+    "RewarpedAnt": ("rewarped.envs.dflex.ant", "Ant"),
+    "RewarpedHumanoid": ("rewarped.envs.dflex.humanoid", "Humanoid"),
 }
+# tasks whose observation ends with the last action and that follow DFlex in hiding it from gradient runs
+_LAST_ACTION_OPTION = ("Ant",)
 
 
 def _check_device(device):
@@ -37,15 +42,16 @@ def _check_device(device):
 
 
 def make_env(env_id, num_envs, device="cpu", seed=0, requires_grad=True, episode_length=None, graph_capture=None,
-             low_memory=False):
+             low_memory=False, last_action_obs=None):
     """Build `num_envs` parallel copies of task `env_id` (one of `ENV_IDS`) and return a `DiffEnv`.
 
     `requires_grad=False` builds the simulator without its backward pass (faster, flat memory: for PPO).
     `episode_length=None` keeps the task's own time limit. `graph_capture=None` captures the simulation step in
     a CUDA graph on CUDA devices (Warp's CPU backend has none). `low_memory=True` keeps only each step's input
     for the backward pass and recomputes the step there (a second forward pass; gradients as in the normal mode,
-    see README; not with graph capture, which recomputes by itself). The same seed on the same device gives
-    bit-identical rollouts.
+    see README; not with graph capture, which recomputes by itself). `last_action_obs` (Ant): whether the
+    observation shows the last action; None does as DFlex did in the paper's runs (shown without gradients,
+    0 with them). The same seed on the same device gives bit-identical rollouts.
     """
     if env_id not in ENV_IDS:
         raise ValueError(f"unknown env id {env_id!r}; known ids: {', '.join(ENV_IDS)}")
@@ -54,6 +60,8 @@ def make_env(env_id, num_envs, device="cpu", seed=0, requires_grad=True, episode
     if episode_length is not None and (not isinstance(episode_length, int) or episode_length < 1):
         raise ValueError(f"episode_length must be a positive integer or None, got {episode_length!r}")
     device = _check_device(device)
+    if last_action_obs is not None and env_id not in _LAST_ACTION_OPTION:
+        raise ValueError(f"last_action_obs applies to {', '.join(_LAST_ACTION_OPTION)} only; leave it None for {env_id}")
     if graph_capture is None:
         graph_capture = device.startswith("cuda")
     elif graph_capture and not device.startswith("cuda"):
@@ -66,7 +74,10 @@ def make_env(env_id, num_envs, device="cpu", seed=0, requires_grad=True, episode
 
     module, name = _TASKS[env_id]
     task_base = getattr(importlib.import_module(module), name)
-    task_class = type(name, (task_base, WarpEnvFixes), {"low_memory": low_memory})
+    options = {"low_memory": low_memory}
+    if last_action_obs is not None:
+        options["last_action_obs"] = last_action_obs
+    task_class = type(name, (task_base, WarpEnvFixes), options)
     kwargs = dict(
         num_envs=num_envs,
         device=device,

@@ -1,0 +1,161 @@
+"""The paper's tasks follow AHAC's DFlex: trajectories against DFlex's own (tests/data, recorded by
+benchmark/dflex_reference.py), and each dynamics item on its own, so that a failure names the item."""
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+import warp as wp
+
+from envs import make_env
+from envs.dflex_step import dflex_ground_contact, dflex_joint_drive
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+def reference(env_id):
+    return np.load(os.path.join(DATA, f"dflex_{env_id.lower()}.npz"))
+
+
+def replay(env_id, ref, requires_grad):
+    """Our env from DFlex's recorded start states through its recorded actions: (joint_q, reward, obs) per step."""
+    n = ref["start_joint_q"].shape[0]
+    env = make_env(env_id, n, requires_grad=requires_grad, episode_length=10_000)
+    env.task.early_termination = False  # the recording ran without terminations
+    with torch.no_grad():
+        env.task.state.joint_q.copy_(torch.from_numpy(ref["start_joint_q"]).flatten())
+        env.task.state.joint_qd.copy_(torch.from_numpy(ref["start_joint_qd"]).flatten())
+    env.clear_grad()
+    joint_q, rewards, observations = [], [], []
+    for actions in ref["actions"]:
+        obs, reward, _, _, _ = env.step(torch.from_numpy(actions))
+        joint_q.append(env.task.state.joint_q.view(n, -1).detach().clone())
+        rewards.append(reward.detach().clone())
+        observations.append(obs.detach().clone())
+    return torch.stack(joint_q).numpy(), torch.stack(rewards).numpy(), torch.stack(observations).numpy()
+
+
+@pytest.mark.parametrize("requires_grad", [True, False])
+def test_ant_follows_dflex_for_100_steps(requires_grad):
+    """Same start states (DFlex's random ones) and random actions: joint positions within 1e-3 and rewards
+    within 1e-4 over 100 steps (measured: 1.1e-4 and 1.7e-5). The observation matches too, with DFlex's last
+    action part: 0 in its gradient mode, the clipped action in its no-gradient mode."""
+    ref = reference("Ant")
+    joint_q, rewards, obs = replay("Ant", ref, requires_grad)
+    assert np.abs(joint_q - ref["joint_q"]).max() < 1e-3
+    assert np.abs(rewards - ref["reward"]).max() < 1e-4
+    ref_obs = ref["obs"] if requires_grad else ref["obs_no_grad"]
+    assert np.abs(obs - ref_obs).max() < 1e-2
+    np.testing.assert_allclose(obs[:, :, 29:], ref_obs[:, :, 29:], atol=1e-6)  # DFlex: (200 a) / 200
+
+
+def test_ant_masses_and_inertias_are_dflexs():
+    """182 kg (Warp's own parser: 117 kg), and DFlex's inertias, which differ from a proper rotation."""
+    ref = reference("Ant")
+    model = make_env("Ant", 1, requires_grad=False).task.model
+    np.testing.assert_allclose(model.body_mass.numpy(), ref["body_mass"], rtol=1e-6)
+    assert model.body_mass.numpy().sum() == pytest.approx(182.18, abs=0.01)
+    np.testing.assert_allclose(model.body_inertia.numpy(), ref["body_inertia"], rtol=1e-5, atol=1e-6)
+    rewarped = make_env("RewarpedAnt", 1, requires_grad=False).task.model
+    assert rewarped.body_mass.numpy().sum() == pytest.approx(117.05, abs=0.01)
+
+
+def test_ant_joints_and_contacts_are_dflexs():
+    task = make_env("Ant", 1, requires_grad=False).task
+    model, integrator = task.model, task.integrator
+    np.testing.assert_allclose(model.joint_armature.numpy(), [0.0] * 6 + [0.05] * 8)
+    np.testing.assert_allclose(integrator.damping.numpy(), [11.0] * 8)  # damping 1 + always-on limit_kd 10
+    np.testing.assert_allclose(integrator.stiffness.numpy(), [0.0] * 8)
+    np.testing.assert_allclose(model.joint_limit_ke.numpy(), [1.0e3] * 8)
+    np.testing.assert_allclose(model.joint_limit_kd.numpy(), [0.0] * 8)  # Warp's limit damping: off
+    # ground only: no shape pairs, Warp's ground plane off, 25 DFlex points (sphere + 12 capsules x 2 ends)
+    assert model.shape_contact_pair_count == 0 and not model.ground
+    assert len(integrator.contact_body) == 25
+    np.testing.assert_allclose(integrator.contact_material.numpy(), [[4.0e4, 1.0e4, 3.0e3, 0.75]] * 25)
+
+
+def test_ant_rewards_the_state_before_the_step():
+    """DFlex's reward for a step reads the observation the action was taken in; termination the one after."""
+    env = make_env("Ant", 3, requires_grad=False)
+    obs = env.reset()
+    _, reward, _, _, _ = env.step(torch.zeros(3, 8))
+    expected = obs[:, 5] + 0.1 * obs[:, 27] + obs[:, 28] + obs[:, 0] - env.task.termination_height
+    torch.testing.assert_close(reward, expected)
+
+
+@pytest.mark.parametrize("requires_grad, last_action_obs, shown", [
+    (True, None, False), (False, None, True), (True, True, True), (False, False, False)])
+def test_ant_last_action_observation(requires_grad, last_action_obs, shown):
+    env = make_env("Ant", 2, requires_grad=requires_grad, last_action_obs=last_action_obs)
+    env.reset()
+    actions = torch.full((2, 8), 0.5)
+    obs, _, _, _, _ = env.step(actions)
+    torch.testing.assert_close(obs[:, 29:].detach(), actions if shown else torch.zeros_like(actions))
+
+
+def test_last_action_obs_is_refused_where_it_does_not_apply():
+    with pytest.raises(ValueError, match="last_action_obs applies to Ant only"):
+        make_env("CartPole", 1, last_action_obs=True)
+
+
+def launch_contact(position, twist, radius, material, up=(0.0, 1.0, 0.0)):
+    """DFlex's contact kernel on one body at `position` (identity rotation) with one contact point at its
+    origin; returns the wrench (torque, force) it adds to the body."""
+    body_f = wp.zeros(1, dtype=wp.spatial_vector)
+    wp.launch(dflex_ground_contact, dim=1, inputs=[
+        wp.array([wp.transform(wp.vec3(*position), wp.quat_identity())], dtype=wp.transform),
+        wp.array([wp.spatial_vector(*twist)], dtype=wp.spatial_vector),
+        wp.array([0], dtype=int), wp.array([wp.vec3(0.0)], dtype=wp.vec3), wp.array([radius], dtype=float),
+        wp.array([wp.vec4(*material)], dtype=wp.vec4), wp.vec3(*up)], outputs=[body_f])
+    return body_f.numpy()[0]
+
+
+@pytest.mark.parametrize("slip", [0.01, 2.0])  # friction below its cap, and at it
+def test_dflex_contact_force_on_a_hand_built_penetration(slip):
+    """A sphere (r = 0.1) 2 cm into the ground, sinking at 0.5 m/s and sliding at `slip` m/s along x.
+    DFlex: normal ke d + kd d (-v_n), friction -min(kf |v_t|, mu ke d) along v_t, torque p x f; here in
+    Featherstone's sign convention (body_f holds minus the external wrench)."""
+    ke, kd, kf, mu, depth = 4.0e4, 1.0e4, 3.0e3, 0.75, 0.02
+    p = np.array([0.0, 0.1 - depth - 0.1, 0.0])  # the contact point: centre minus radius along the normal
+    wrench = launch_contact((0.0, 0.1 - depth, 0.0), (0.0, 0.0, 0.0, slip, -0.5, 0.0), 0.1, (ke, kd, kf, mu))
+    external = np.array([-min(kf * slip, mu * ke * depth), ke * depth + kd * depth * 0.5, 0.0])
+    np.testing.assert_allclose(wrench[3:], -external, rtol=1e-5)
+    np.testing.assert_allclose(wrench[:3], np.cross(p, -external), rtol=1e-5, atol=1e-6)
+
+
+def test_dflex_contact_is_zero_above_the_ground_and_uses_the_up_axis():
+    assert not launch_contact((0.0, 0.11, 0.0), (0.0,) * 6, 0.1, (4e4, 1e4, 3e3, 0.75)).any()
+    z_up = launch_contact((0.0, 0.0, 0.09), (0.0,) * 6, 0.1, (4e4, 0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0))
+    np.testing.assert_allclose(z_up[3:], [0.0, 0.0, -4e4 * 0.01], rtol=1e-5)
+
+
+def test_dflex_joint_drive_on_a_hand_built_state():
+    """tau = act - ke (q - target) - (kd + limit_kd) qd, per joint axis, read at the axis's own coordinates."""
+    act, q, qd = [10.0, -5.0], [0.3, 0.0, 0.0, -0.2], [0.0, 2.0, 0.0, -1.0]
+    out = wp.zeros(2, dtype=float)
+    wp.launch(dflex_joint_drive, dim=2, inputs=[
+        wp.array(act, dtype=float), wp.array(q, dtype=float), wp.array(qd, dtype=float),
+        wp.array([0, 3], dtype=int), wp.array([1, 3], dtype=int), wp.array([0.1, 0.0], dtype=float),
+        wp.array([20.0, 0.0], dtype=float), wp.array([11.0, 12.0], dtype=float)], outputs=[out])
+    np.testing.assert_allclose(out.numpy(), [10.0 - 20.0 * 0.2 - 11.0 * 2.0, -5.0 - 12.0 * -1.0], rtol=1e-6)
+
+
+def test_dflex_inertia_keeps_only_diagonals():
+    """One capsule along (1, 1, 0)/sqrt2 (r = 0.08, 0.2 long, density 1000): DFlex's inertia is
+    diag(Ib/2, Ia/2, Ia) with Ib, Ia its principal moments (along and across), not the rotated tensor."""
+    from envs.dflex_inertia import set_dflex_inertia
+
+    builder = wp.sim.ModelBuilder()
+    body = builder.add_body()
+    r, half = 0.08, 0.1
+    builder.add_shape_capsule(body, radius=r, half_height=half, density=1000.0,
+                              rot=wp.quat_from_axis_angle(wp.vec3(0.0, 0.0, 1.0), -math.pi / 4))  # y -> (1,1,0)
+    set_dflex_inertia(builder, density=1000.0)
+    length = 2 * half
+    ms, mc = 1000 * 4 / 3 * math.pi * r**3, 1000 * math.pi * r * r * length
+    along = (0.5 * mc + 0.4 * ms) * r * r
+    across = mc * (0.25 * r * r + length**2 / 12) + ms * (0.4 * r * r + 0.375 * r * length + 0.25 * length**2)
+    np.testing.assert_allclose(np.array(builder.body_inertia[0]).reshape(3, 3), np.diag([along / 2, across / 2, across]),
+                               rtol=1e-5, atol=1e-9)
+    assert builder.body_mass[0] == pytest.approx(ms + mc)
