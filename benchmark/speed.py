@@ -12,6 +12,11 @@ the first quarter. Jobs run `--workers` at a time, in the order SHAC, RPO, SAPO,
 workers SHAC and RPO share the machine (their ratio is measured under the same load), then SAPO and the bare
 simulator. Peak memory is the resident set size of each process (host memory; on a GPU the simulation's own
 memory is not included).
+
+`--dflex PATH` adds a "DFlex" row: the bare loop on AHAC's own DFlex task (the `dflex` folder of a checkout
+of github imgeorgiev/DiffRL; README, "Tasks"), for the paper's tasks Ant, Hopper, Humanoid and Anymal:
+
+    python benchmark/speed.py --env-id Ant --num-envs 32 --algorithms bare DFlex --dflex /path/to/DiffRL/dflex
 """
 import argparse
 import json
@@ -27,26 +32,42 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = {"SHAC": "shac_dflex.py", "RPO": "rpo_continuous_dflex.py", "SAPO": "sapo_dflex.py", "PPO": "ppo_dflex.py"}
-JOBS = ["SHAC", "RPO", "SAPO", "bare", "PPO"]  # the order in which they start
+JOBS = ["SHAC", "RPO", "SAPO", "bare", "DFlex", "PPO"]  # the order in which they start
+# AHAC's DFlex task class and mass-matrix period (its scripts/cfg/env/*.yaml) per env id
+DFLEX_TASKS = {"Ant": ("AntEnv", 16), "Hopper": ("HopperEnv", 16), "Humanoid": ("HumanoidEnv", 48),
+               "Anymal": ("AnymalEnv", 16)}
 
 
 def bare_simulator(args):
     """The floor: H steps of random actions from clear_grad(), then the backward pass of the summed rewards to
-    the actions, as the scripts drive the simulator but without networks. Prints each iteration's seconds."""
+    the actions, as the scripts drive the simulator but without networks. Prints each iteration's seconds.
+    With `--dflex`, the same loop on AHAC's DFlex task."""
     sys.path.insert(0, REPO)
     import torch
 
     from envs import make_env
 
-    env = make_env(args.env_id, args.num_envs, "cuda" if args.cuda else "cpu", args.seed)
-    env.reset()
-    generator = torch.Generator(env.device).manual_seed(args.seed)
+    device = "cuda" if args.cuda else "cpu"
+    if args.dflex:
+        sys.path.append(args.dflex)
+        import dflex.envs
+
+        name, mass_matrix_every = DFLEX_TASKS[args.env_id]
+        env = getattr(dflex.envs, name)(device=device, num_envs=args.num_envs, no_grad=False, stochastic_init=True,
+                                        MM_caching_frequency=mass_matrix_every)
+        env.reset()
+        start_horizon = env.initialize_trajectory  # DFlex's clear_grad
+    else:
+        env = make_env(args.env_id, args.num_envs, device, args.seed)
+        env.reset()
+        start_horizon = env.clear_grad
+    generator = torch.Generator(device).manual_seed(args.seed)
     seconds = []
     for _ in range(args.warmup + args.iterations):
         start = time.time()
-        env.clear_grad()
+        start_horizon()
         shape = (args.horizon, env.num_envs, env.num_actions)
-        actions = (2 * torch.rand(shape, generator=generator, device=env.device) - 1).requires_grad_(True)
+        actions = (2 * torch.rand(shape, generator=generator, device=device) - 1).requires_grad_(True)
         torch.stack([env.step(action)[1] for action in actions]).sum().backward()
         if args.cuda:
             torch.cuda.synchronize()
@@ -59,9 +80,9 @@ def run(job, args, tag):
     and of network updates, and the peak RSS in GiB."""
     common = ["--env-id", args.env_id, "--num-envs", str(args.num_envs), "--horizon", str(args.horizon),
               "--seed", str(args.seed), "--cuda" if args.cuda else "--no-cuda"]
-    if job == "bare":
+    if job in ("bare", "DFlex"):
         command = [sys.executable, os.path.abspath(__file__), "--bare", "--iterations", str(args.iterations),
-                   "--warmup", str(args.warmup)] + common
+                   "--warmup", str(args.warmup)] + common + (["--dflex", args.dflex] if job == "DFlex" else [])
     else:
         exp_name = f"speed_{job.lower()}_{tag}"
         steps = args.num_envs * args.horizon * (args.warmup + args.iterations)
@@ -77,7 +98,7 @@ def run(job, args, tag):
         stdout.seek(0)
         output = stdout.read().decode()
     peak_gib = usage.ru_maxrss / 2**20  # ru_maxrss is in KiB on Linux
-    if job == "bare":
+    if job in ("bare", "DFlex"):
         sim = json.loads(output.strip().splitlines()[-1])
         return sim, [0.0] * len(sim), peak_gib
     runs = [d for d in os.listdir(os.path.join(REPO, "runs")) if f"__{exp_name}__" in d]
@@ -101,12 +122,17 @@ def main():
     parser.add_argument("--warmup", type=int, default=1, help="iterations dropped from the front (kernel loads)")
     parser.add_argument("--workers", type=int, default=2, help="algorithms running at the same time")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process (OMP_NUM_THREADS)")
-    parser.add_argument("--algorithms", nargs="+", choices=JOBS, default=JOBS, help="what to measure; bare: the "
-                        "simulator alone")
+    parser.add_argument("--algorithms", nargs="+", choices=JOBS, default=[j for j in JOBS if j != "DFlex"],
+                        help="what to measure; bare: the simulator alone; DFlex: AHAC's simulator alone")
+    parser.add_argument("--dflex", help="path of DFlex's source (the dflex folder of imgeorgiev/DiffRL)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--cuda", action=argparse.BooleanOptionalAction, default=False, help="use the GPU")
     parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)  # run as the bare-simulator job
     args = parser.parse_args()
+    if ("DFlex" in args.algorithms or args.dflex) and args.env_id not in DFLEX_TASKS:
+        parser.error(f"DFlex has no {args.env_id}; its tasks: {', '.join(DFLEX_TASKS)}")
+    if "DFlex" in args.algorithms and not args.dflex:
+        parser.error("the DFlex row needs --dflex PATH (the dflex folder of a github imgeorgiev/DiffRL checkout)")
     if args.bare:
         return bare_simulator(args)
 
@@ -132,12 +158,16 @@ def main():
     for job, (sim_s, update_s, times, peak_gib) in rows.items():
         quarter = max(1, len(times) // 4)
         slowdown = statistics.mean(times[-quarter:]) / statistics.mean(times[:quarter])
-        overhead = f"{iteration_s[job] - iteration_s['bare']:.2f}" if "bare" in iteration_s and job != "PPO" else "—"
-        print(f"| {'bare simulator' if job == 'bare' else job} | {steps / iteration_s[job]:.0f} | "
+        overhead = "—" if "bare" not in iteration_s or job in ("PPO", "DFlex") else \
+            f"{iteration_s[job] - iteration_s['bare']:.2f}"
+        label = {"bare": "bare simulator", "DFlex": "DFlex simulator (AHAC)"}.get(job, job)
+        print(f"| {label} | {steps / iteration_s[job]:.0f} | "
               f"{iteration_s[job]:.2f} | {sim_s:.2f} | {update_s:.2f} | {update_s / iteration_s[job]:.3f} | "
               f"{overhead} | {slowdown:.3f} | {peak_gib:.2f} |")
     if "RPO" in iteration_s and "SHAC" in iteration_s:
         print(f"\nRPO ÷ SHAC seconds per iteration: {iteration_s['RPO'] / iteration_s['SHAC']:.3f}")
+    if "DFlex" in iteration_s and "bare" in iteration_s:
+        print(f"Ours ÷ DFlex simulator seconds per iteration: {iteration_s['bare'] / iteration_s['DFlex']:.3f}")
     if "PPO" in iteration_s:
         print("PPO's simulation runs forward only (no gradients).")
 

@@ -120,7 +120,8 @@ def test_command_line_reports_bad_input_in_one_line(script):
     assert result.returncode != 0
     assert result.stdout == ""
     assert result.stderr.strip().splitlines() == [
-        "error: unknown --env-id 'Pendulum'; known ids: Ant, Hopper, Humanoid, Anymal, HandReorient, CartPole"
+        "error: unknown --env-id 'Pendulum'; known ids: Ant, Hopper, Humanoid, Anymal, HandReorient, CartPole, "
+        "RewarpedAnt, RewarpedHumanoid"
     ]
 
 
