@@ -134,6 +134,21 @@ class DFlexIntegrator(FeatherstoneIntegrator):
         self.contact_radius = wp.array(radius, dtype=float, device=device)
         self.contact_material = wp.array(np.array(material), dtype=wp.vec4, device=device)
 
+    def allocate_state_aux_vars(self, model, target, requires_grad):
+        """The per-substep arrays of Rewarped's integrator, without the system matrices (M, J, P, H, L): those
+        are made only in the substeps that compute them and shared by the substeps that reuse them."""
+        def zeros(shape, dtype=float):
+            return wp.zeros(shape, dtype=dtype, device=model.device, requires_grad=requires_grad)
+
+        dofs, bodies = model.joint_dof_count, model.body_count
+        target.joint_qdd, target.joint_tau, target.joint_solve_tmp = zeros(dofs), zeros(dofs), zeros(dofs)
+        target.joint_S_s = zeros(dofs, wp.spatial_vector)
+        target.body_q_com = zeros(bodies, wp.transform)
+        target.body_I_s = zeros(bodies, wp.spatial_matrix)
+        for name in ("body_v_s", "body_a_s", "body_f_s", "body_ft_s"):
+            setattr(target, name, zeros(bodies, wp.spatial_vector))
+        target._featherstone_augmented = True
+
     def simulate(self, model, state_in, state_out, dt, control=None):
         requires_grad = state_in.requires_grad
         for state in (state_in, state_out):
@@ -199,9 +214,8 @@ class DFlexIntegrator(FeatherstoneIntegrator):
         )
         if self._step % self.update_mass_matrix_every == 0:
             self._mass_matrix(model, state_in, state_out)
-        else:
-            wp.copy(state_out.H, state_in.H)
-            wp.copy(state_out.L, state_in.L)
+        else:  # DFlex reuses the last mass matrix and its factor
+            state_out.H, state_out.L = state_in.H, state_in.L
         state_in.joint_qdd.zero_()
         wp.launch(
             fs.eval_dense_solve_batched,
@@ -225,6 +239,9 @@ class DFlexIntegrator(FeatherstoneIntegrator):
     def _mass_matrix(self, model, state_in, state_out):
         """H = J^T M J with the armature on its diagonal, and its Cholesky factor L, into `state_out`."""
         n, device = model.articulation_count, model.device
+        for name, size in (("M", model.fs_M_size), ("J", model.fs_J_size), ("P", model.fs_J_size),
+                           ("H", model.fs_H_size), ("L", model.fs_H_size)):
+            setattr(state_out, name, wp.zeros(int(size), dtype=float, device=device, requires_grad=state_in.requires_grad))
         wp.launch(fs.eval_rigid_jacobian, dim=n, device=device,
                   inputs=[model.articulation_start, model.fs_articulation_J_start, model.joint_ancestor,
                           model.joint_qd_start, state_in.joint_S_s],
