@@ -18,7 +18,8 @@ from torch.utils.tensorboard import SummaryWriter
 from envs import ENV_IDS, make_env
 
 # Per-task settings of the papers (SPEC §1, §6); CartPole's small networks follow DiffRL's cart-pole config.
-PAPER_NUM_ENVS = {"Hopper": 1024, "Ant": 128, "Humanoid": 64, "Anymal": 128, "HandReorient": 64, "CartPole": 64}
+PAPER_NUM_ENVS = {"Hopper": 1024, "Ant": 128, "Humanoid": 64, "Anymal": 128, "HandReorient": 64, "CartPole": 64,
+                  "RewarpedAnt": 128, "RewarpedHumanoid": 64}
 ACTOR_HIDDEN = {"HandReorient": (512, 256), "CartPole": (64, 64)}
 CRITIC_HIDDEN = {"HandReorient": (256, 256), "CartPole": (64, 64)}
 DEFAULT_HIDDEN = (400, 200, 100)

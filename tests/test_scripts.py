@@ -15,6 +15,7 @@ import ppo_dflex
 import rpo_continuous_dflex
 import sapo_dflex
 import shac_dflex
+from envs import ENV_IDS
 
 SCRIPTS = [shac_dflex, sapo_dflex, rpo_continuous_dflex, ppo_dflex]
 
@@ -185,3 +186,9 @@ def test_track_without_wandb_is_refused_before_any_simulation_with_the_install_c
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else find_spec(name, *a))
     with pytest.raises(ValueError, match="--track needs the wandb package: pip install wandb"):
         script.complete_args(script.Args(env_id="CartPole", track=True))
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_env_id_has_a_default_num_envs(script):
+    for env_id in ENV_IDS:
+        assert script.complete_args(script.Args(env_id=env_id)).num_envs == script.PAPER_NUM_ENVS[env_id]
