@@ -15,12 +15,14 @@ import time
 import numpy as np
 import torch
 
-TASKS = {"Ant": "AntEnv", "Hopper": "HopperEnv", "Humanoid": "HumanoidEnv", "Anymal": "AnymalEnv"}
+# AHAC's DFlex task class and mass-matrix period (MM_caching_frequency in its scripts/cfg/env/*.yaml) per env id
+DFLEX_TASKS = {"Ant": ("AntEnv", 16), "Hopper": ("HopperEnv", 4), "Humanoid": ("HumanoidEnv", 48),
+               "Anymal": ("AnymalEnv", 16)}
 
 
-def rollout(env_class, num_envs, start, actions, no_grad):
+def rollout(env_class, mass_matrix_every, num_envs, start, actions, no_grad):
     env = env_class(device="cpu", num_envs=num_envs, no_grad=no_grad, stochastic_init=False, episode_length=10_000,
-                    early_termination=False)
+                    early_termination=False, MM_caching_frequency=mass_matrix_every)
     env.reset()
     env.reset_with_state(start["joint_q"], start["joint_qd"])
     env.initialize_trajectory()
@@ -37,7 +39,7 @@ def rollout(env_class, num_envs, start, actions, no_grad):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env-id", choices=sorted(TASKS), required=True)
+    parser.add_argument("--env-id", choices=sorted(DFLEX_TASKS), required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--num-envs", type=int, default=4)
     parser.add_argument("--steps", type=int, default=100)
@@ -46,7 +48,8 @@ def main():
 
     import dflex.envs
 
-    env_class = getattr(dflex.envs, TASKS[args.env_id])
+    name, mass_matrix_every = DFLEX_TASKS[args.env_id]
+    env_class = getattr(dflex.envs, name)
     torch.manual_seed(args.seed)
     sampler = env_class(device="cpu", num_envs=args.num_envs, no_grad=True, stochastic_init=True)
     sampler.reset()
@@ -57,8 +60,8 @@ def main():
     bodies = len(sampler.model.body_I_m) // args.num_envs
     inertia = sampler.model.body_I_m[:bodies].detach().numpy()  # spatial inertias of env 0's bodies
     began = time.time()
-    grad_mode = rollout(env_class, args.num_envs, start, actions, no_grad=False)
-    no_grad_mode = rollout(env_class, args.num_envs, start, actions, no_grad=True)
+    grad_mode = rollout(env_class, mass_matrix_every, args.num_envs, start, actions, no_grad=False)
+    no_grad_mode = rollout(env_class, mass_matrix_every, args.num_envs, start, actions, no_grad=True)
     for key in ("joint_q", "joint_qd", "reward"):
         same = np.array_equal(grad_mode[key], no_grad_mode[key])
         print(f"{key}: gradient and no-gradient mode {'identical' if same else 'differ'}")

@@ -28,14 +28,12 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from dflex_reference import DFLEX_TASKS
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = {"SHAC": "shac_dflex.py", "RPO": "rpo_continuous_dflex.py", "SAPO": "sapo_dflex.py", "PPO": "ppo_dflex.py"}
 JOBS = ["SHAC", "RPO", "SAPO", "bare", "DFlex", "PPO"]  # the order in which they start
-# AHAC's DFlex task class and mass-matrix period (its scripts/cfg/env/*.yaml) per env id
-DFLEX_TASKS = {"Ant": ("AntEnv", 16), "Hopper": ("HopperEnv", 16), "Humanoid": ("HumanoidEnv", 48),
-               "Anymal": ("AnymalEnv", 16)}
 
 
 def bare_simulator(args):

@@ -7,7 +7,8 @@ paper's tasks were simulated with these inertias; Warp's builder rotates properl
 for every shape that is not axis-aligned (the Ant's legs).
 
 DFlex's capsule lies along its x axis, with inertia diag(Ib, Ia, Ia) from ODE's capsule formula, and an
-MJCF `fromto` capsule is turned onto its axis by the shortest rotation from x.
+MJCF `fromto` capsule is turned onto its axis by the shortest rotation from x. The MJCF capsules of the
+Hopper (along z, and the foot along -x) get the same diagonal from that rule as from DFlex's rotations.
 """
 import math
 
@@ -23,10 +24,8 @@ def _shortest_rotation_from_x(axis):
     x = np.array([1.0, 0.0, 0.0])
     cross = np.cross(x, axis)
     sin, cos = np.linalg.norm(cross), float(x @ axis)
-    if sin < 1e-9:
-        if cos > 0:
-            return np.eye(3)
-        raise ValueError("a capsule along -x has no unique shortest rotation from x")
+    if sin < 1e-9:  # along +x: none; along -x: half a turn about z (as DFlex turns the Hopper's foot)
+        return np.eye(3) if cos > 0 else np.diag([-1.0, -1.0, 1.0])
     k = cross / sin
     K = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
     angle = math.atan2(sin, cos)

@@ -1,17 +1,18 @@
-"""DFlex's Hopper (DiffRL / AHAC) on Rewarped 1.3.3, whose own `Hopper` diverges within a few hundred steps.
+"""AHAC's DFlex Hopper (github imgeorgiev/DiffRL, `dflex/envs/hopper.py`) on Rewarped's Hopper and DFlex's substep.
 
-Where it differs from Rewarped's task, each time to match DFlex:
+Rewarped 1.3.3's own `Hopper` diverges within a few hundred steps. Where ours differs from it, each time to
+match DFlex:
 - Warp merges the torso's three MJCF joints (slide x, slide z, hinge y) into one D6 joint. Its Featherstone
   solver then rotates the torso about the world origin instead of about the torso, so the velocities drift
   from the motion as the hopper travels, and energy grows until NaN. DFlex gives each joint a link of its
   own; so do we, by nesting the torso in two massless bodies that carry one slide each.
 - DFlex's 11 observations are joint_q without x, then joint_qd; Rewarped returns all 12, so its reward and
   termination read the wrong entries.
-- DFlex applies armature 1 to all six joints and damping 2 to the three hinges together with the motor
-  torque. Warp 1.3.3's force mode ignores joint damping, so the damping is part of the torque here, once per
-  frame from the frame's start velocities.
-- DFlex's contacts use the shapes' material alone; Warp averages it with the ground plane's (ke 1e5 by
-  default), so the ground gets the shapes' material.
+- Dynamics (dflex_step.py, dflex_inertia.py): DFlex's inertias, armature 1 on all six joints, damping 2 on the
+  hinges (0 on the root joints) plus DFlex's always-on limit damping 10 on all six, in every substep; ground
+  contact with the shapes' own material (2e4, 2e3, 1e3, mu 0.9) and DFlex's law; the mass matrix every 4
+  substeps (AHAC's `MM_caching_frequency` for Hopper).
+- Reward timing: each step is scored from the observation before it (DFlex `step`).
 """
 import math
 import os
@@ -21,11 +22,14 @@ import torch
 import warp as wp
 from rewarped.envs.dflex.hopper import Hopper as RewarpedHopper
 
+from .dflex_inertia import set_dflex_inertia
+from .dflex_step import DFlexIntegrator
 from .edited_assets import parse_edited
 
-ARMATURE = 1.0
-HINGE_DAMPING = 2.0
-CONTACT = dict(ke=2.0e4, kd=1.0e3, kf=1.0e3, mu=0.9)
+ARMATURE, LIMIT_KD = 1.0, 10.0
+DAMPING = [0.0, 0.0, 0.0, 2.0, 2.0, 2.0]  # slide x, slide z, hinge (root: MJCF damping 0), thigh, leg, foot
+CONTACT = dict(ke=2.0e4, kd=2.0e3, kf=1.0e3, mu=0.9)
+MASS_MATRIX_EVERY = 4
 
 
 def nest_root_joints(mjcf):
@@ -47,7 +51,7 @@ def nest_root_joints(mjcf):
 
 
 class Hopper(RewarpedHopper):
-    ground_plane_settings = CONTACT  # Warp averages shape and ground materials: make them equal
+    ground_plane = False  # DFlex's ground contact is part of the substep
 
     def create_articulation(self, builder):
         with open(os.path.join(self.asset_dir, "dflex/hopper.xml")) as f:
@@ -61,26 +65,38 @@ class Hopper(RewarpedHopper):
             density=1000.0,
             stiffness=0.0,
             limit_ke=1.0e3,
-            limit_kd=1.0e1,
+            limit_kd=0.0,  # DFlex's limit damping acts at all times: it is part of the damping below
             enable_self_collisions=False,
         )
         # MJCF is Z-up, the simulation Y-up: turn the first slide's frame -90 degrees about x.
         z_up_to_y_up = wp.quat_from_axis_angle(wp.vec3(1.0, 0.0, 0.0), -math.pi / 2)
         builder.joint_X_p[0] = wp.transform((0.0, 0.0, 0.0), z_up_to_y_up)
         builder.joint_armature = [ARMATURE] * len(builder.joint_armature)
-        for body in range(2):  # the slide links: Warp gives shapeless bodies 0.01 kg, DFlex none
-            builder.body_mass[body], builder.body_inv_mass[body] = 0.0, 0.0
-            builder.body_inertia[body], builder.body_inv_inertia[body] = wp.mat33(0.0), wp.mat33(0.0)
+        set_dflex_inertia(builder, density=1000.0)  # also: the slide links get no mass, as in DFlex
         builder.joint_axis_mode = [wp.sim.JOINT_MODE_FORCE] * len(builder.joint_axis_mode)
 
+    def create_integrator(self, model):
+        n = model.joint_act.shape[0]
+        damping = [d + LIMIT_KD for d in DAMPING] * self.num_envs
+        integrator = DFlexIntegrator(model, stiffness=[0.0] * n, damping=damping, target=[0.0] * n,
+                                     update_mass_matrix_every=MASS_MATRIX_EVERY)
+        return self.sim_substeps_featherstone, integrator
+
     def pre_physics_step(self, actions):
-        self.actions = torch.clip(actions.view(self.num_envs, -1), -1.0, 1.0)
-        hinge_qd = self.state.joint_qd.view(self.num_envs, -1)[:, 3:]
-        torques = self.action_scale * self.actions - HINGE_DAMPING * hinge_qd
-        joint_act = self.scatter_actions(self.joint_act, self.joint_act_indices, torques)
-        self.control.assign("joint_act", joint_act.flatten())
+        self.obs_before_step = self.obs_buf
+        super().pre_physics_step(actions)
 
     def compute_observations(self):
         joint_q = self.state.joint_q.view(self.num_envs, -1)
         joint_qd = self.state.joint_qd.view(self.num_envs, -1)
         self.obs_buf = torch.cat([joint_q[:, 1:], joint_qd], dim=-1)
+
+    def compute_reward(self):
+        """Rewarped's formula (DFlex's), on the observation the action was taken in; termination after it."""
+        obs_after = self.obs_buf
+        self.obs_buf = self.obs_before_step
+        super().compute_reward()
+        self.obs_buf = obs_after
+        self.terminated_buf = obs_after[:, 0] < self.termination_height if self.early_termination else \
+            torch.zeros_like(self.terminated_buf)
+        self.reset_buf = self.terminated_buf | self.truncated_buf

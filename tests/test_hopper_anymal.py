@@ -34,8 +34,9 @@ def test_hopper_stays_finite_for_1000_steps_on_64_envs(mode):
 
 
 def test_hopper_observation_reward_and_termination_follow_dflex():
+    """The reward scores the observation the action was taken in (DFlex); termination reads the one after."""
     env = make_env("Hopper", 8, requires_grad=False)
-    env.reset()
+    before = env.reset()
     actions = 1.5 * random_actions(env, 60, seed=1)  # beyond [-1, 1]: the task clips
     task = env.task
     for a in actions:
@@ -45,12 +46,13 @@ def test_hopper_observation_reward_and_termination_follow_dflex():
         ended = terminated | info["nan_resets"].bool()
         kept = ~ended  # the state of an env that ended has been reset already
         assert torch.equal(o[kept], torch.cat([joint_q[:, 1:], joint_qd], -1)[kept])
-        height = torch.clip(o[:, 0] - (-0.45 + 0.15), -1.0, 0.3)
+        height = torch.clip(before[:, 0] - (-0.45 + 0.15), -1.0, 0.3)
         height = torch.where(height < 0, -200.0 * height**2, height)
-        angle = 1.0 - o[:, 1] ** 2 / (math.pi / 6) ** 2
-        expected = o[:, 5] + height + angle - 0.1 * (a.clip(-1, 1) ** 2).sum(-1)
+        angle = 1.0 - before[:, 1] ** 2 / (math.pi / 6) ** 2
+        expected = before[:, 5] + height + angle - 0.1 * (a.clip(-1, 1) ** 2).sum(-1)
         assert torch.allclose(reward, expected, atol=1e-5)
         assert torch.equal(terminated, o[:, 0] < -0.45)
+        before = obs
 
 
 def test_hopper_torso_pitches_about_itself_wherever_it_is():

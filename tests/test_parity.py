@@ -36,27 +36,40 @@ def replay(env_id, ref, requires_grad):
     return torch.stack(joint_q).numpy(), torch.stack(rewards).numpy(), torch.stack(observations).numpy()
 
 
+# measured largest differences over 100 steps: Ant joint_q 1.1e-4, reward 1.7e-5 (|reward| < 3);
+# Hopper joint_q 1.6e-5, reward 1.0e-3 (|reward| up to 39: its height term is -200 h^2)
+TOLERANCES = {"Ant": (1e-3, 1e-4), "Hopper": (1e-4, 5e-3)}
+
+
 @pytest.mark.parametrize("requires_grad", [True, False])
-def test_ant_follows_dflex_for_100_steps(requires_grad):
-    """Same start states (DFlex's random ones) and random actions: joint positions within 1e-3 and rewards
-    within 1e-4 over 100 steps (measured: 1.1e-4 and 1.7e-5). The observation matches too, with DFlex's last
-    action part: 0 in its gradient mode, the clipped action in its no-gradient mode."""
-    ref = reference("Ant")
-    joint_q, rewards, obs = replay("Ant", ref, requires_grad)
-    assert np.abs(joint_q - ref["joint_q"]).max() < 1e-3
-    assert np.abs(rewards - ref["reward"]).max() < 1e-4
+@pytest.mark.parametrize("env_id", sorted(TOLERANCES))
+def test_task_follows_dflex_for_100_steps(env_id, requires_grad):
+    """Same start states (DFlex's random ones) and random actions: joint positions and rewards within the
+    tolerances above over 100 steps. The observation matches too; the Ant's last-action part is DFlex's:
+    0 in its gradient mode, the clipped action in its no-gradient mode."""
+    ref = reference(env_id)
+    joint_q, rewards, obs = replay(env_id, ref, requires_grad)
+    q_tolerance, reward_tolerance = TOLERANCES[env_id]
+    assert np.abs(joint_q - ref["joint_q"]).max() < q_tolerance
+    assert np.abs(rewards - ref["reward"]).max() < reward_tolerance
     ref_obs = ref["obs"] if requires_grad else ref["obs_no_grad"]
     assert np.abs(obs - ref_obs).max() < 1e-2
-    np.testing.assert_allclose(obs[:, :, 29:], ref_obs[:, :, 29:], atol=1e-6)  # DFlex: (200 a) / 200
+    if env_id == "Ant":
+        np.testing.assert_allclose(obs[:, :, 29:], ref_obs[:, :, 29:], atol=1e-6)  # DFlex: (200 a) / 200
 
 
-def test_ant_masses_and_inertias_are_dflexs():
-    """182 kg (Warp's own parser: 117 kg), and DFlex's inertias, which differ from a proper rotation."""
-    ref = reference("Ant")
-    model = make_env("Ant", 1, requires_grad=False).task.model
+@pytest.mark.parametrize("env_id", sorted(TOLERANCES))
+def test_masses_and_inertias_are_dflexs(env_id):
+    """DFlex's masses and its inertias, which differ from a proper rotation of the shapes' inertias."""
+    ref = reference(env_id)
+    model = make_env(env_id, 1, requires_grad=False).task.model
     np.testing.assert_allclose(model.body_mass.numpy(), ref["body_mass"], rtol=1e-6)
-    assert model.body_mass.numpy().sum() == pytest.approx(182.18, abs=0.01)
     np.testing.assert_allclose(model.body_inertia.numpy(), ref["body_inertia"], rtol=1e-5, atol=1e-6)
+
+
+def test_ant_weighs_182_kg_and_rewarpeds_117():
+    """Warp's MJCF parser reads ant.xml's default density 5 for the torso sphere; DFlex ignores it."""
+    assert make_env("Ant", 1, requires_grad=False).task.model.body_mass.numpy().sum() == pytest.approx(182.18, abs=0.01)
     rewarped = make_env("RewarpedAnt", 1, requires_grad=False).task.model
     assert rewarped.body_mass.numpy().sum() == pytest.approx(117.05, abs=0.01)
 
@@ -73,6 +86,19 @@ def test_ant_joints_and_contacts_are_dflexs():
     assert model.shape_contact_pair_count == 0 and not model.ground
     assert len(integrator.contact_body) == 25
     np.testing.assert_allclose(integrator.contact_material.numpy(), [[4.0e4, 1.0e4, 3.0e3, 0.75]] * 25)
+
+
+def test_hopper_joints_and_contacts_are_dflexs():
+    task = make_env("Hopper", 1, requires_grad=False).task
+    model, integrator = task.model, task.integrator
+    np.testing.assert_allclose(model.joint_armature.numpy(), [1.0] * 6)
+    # root slides and hinge: MJCF damping 0; leg hinges: DFlex's damping 2; all: always-on limit_kd 10
+    np.testing.assert_allclose(integrator.damping.numpy(), [10.0, 10.0, 10.0, 12.0, 12.0, 12.0])
+    np.testing.assert_allclose(model.joint_limit_kd.numpy(), [0.0] * 6)
+    assert integrator.update_mass_matrix_every == 4  # AHAC's MM_caching_frequency for Hopper
+    assert model.shape_contact_pair_count == 0 and not model.ground
+    assert len(integrator.contact_body) == 8  # four capsules, two ends each
+    np.testing.assert_allclose(integrator.contact_material.numpy(), [[2.0e4, 2.0e3, 1.0e3, 0.9]] * 8)
 
 
 def test_ant_rewards_the_state_before_the_step():
