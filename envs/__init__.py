@@ -14,14 +14,14 @@ _TASKS = {
     "Ant": (f"{__name__}.ant", "Ant"),
     "Hopper": (f"{__name__}.hopper", "Hopper"),
     "Anymal": (f"{__name__}.anymal", "Anymal"),
-    "Humanoid": ("rewarped.envs.dflex.humanoid", "Humanoid"),
+    "Humanoid": (f"{__name__}.humanoid", "Humanoid"),
     "HandReorient": ("rewarped.envs.isaacgymenvs.allegro_hand", "AllegroHand"),
     "CartPole": ("rewarped.envs.dflex.cartpole", "Cartpole"),
     "RewarpedAnt": ("rewarped.envs.dflex.ant", "Ant"),
     "RewarpedHumanoid": ("rewarped.envs.dflex.humanoid", "Humanoid"),
 }
 # tasks whose observation ends with the last action and that follow DFlex in hiding it from gradient runs
-_LAST_ACTION_OPTION = ("Ant",)
+_LAST_ACTION_OPTION = ("Ant", "Humanoid")
 
 
 def _check_device(device):
@@ -49,8 +49,8 @@ def make_env(env_id, num_envs, device="cpu", seed=0, requires_grad=True, episode
     `episode_length=None` keeps the task's own time limit. `graph_capture=None` captures the simulation step in
     a CUDA graph on CUDA devices (Warp's CPU backend has none). `low_memory=True` keeps only each step's input
     for the backward pass and recomputes the step there (a second forward pass; gradients as in the normal mode,
-    see README; not with graph capture, which recomputes by itself). `last_action_obs` (Ant): whether the
-    observation shows the last action; None does as DFlex did in the paper's runs (shown without gradients,
+    see README; not with graph capture, which recomputes by itself). `last_action_obs` (Ant, Humanoid): whether
+    the observation shows the last action; None does as DFlex did in the paper's runs (shown without gradients,
     0 with them). The same seed on the same device gives bit-identical rollouts.
     """
     if env_id not in ENV_IDS:

@@ -114,10 +114,11 @@ class DFlexIntegrator(FeatherstoneIntegrator):
         axis_dim, types = model.joint_axis_dim.numpy(), model.joint_type.numpy()
         for j, kind in enumerate(types):
             count = axis_dim[j].sum()
-            if count and kind not in (wp.sim.JOINT_REVOLUTE, wp.sim.JOINT_PRISMATIC):
-                raise ValueError(f"the DFlex joint law covers hinges and slides only; joint {j} has type {kind}")
-            axis_q += [q_start[j]] * count
-            axis_qd += [qd_start[j]] * count
+            if count and kind in (wp.sim.JOINT_BALL, wp.sim.JOINT_FREE, wp.sim.JOINT_DISTANCE):
+                raise ValueError(f"the DFlex joint law covers joints with one coordinate per axis; joint {j} "
+                                 f"has type {kind}")
+            axis_q += [q_start[j] + i for i in range(count)]  # hinge, slide, universal, compound, D6
+            axis_qd += [qd_start[j] + i for i in range(count)]
         n = len(axis_q)
         if not (len(stiffness) == len(damping) == len(target) == n == model.joint_act.shape[0]):
             raise ValueError(f"stiffness, damping and target need one value per joint axis ({n})")

@@ -12,7 +12,7 @@ match DFlex:
   hinges (0 on the root joints) plus DFlex's always-on limit damping 10 on all six, in every substep; ground
   contact with the shapes' own material (2e4, 2e3, 1e3, mu 0.9) and DFlex's law; the mass matrix every 4
   substeps (AHAC's `MM_caching_frequency` for Hopper).
-- Reward timing: each step is scored from the observation before it (DFlex `step`).
+- Reward timing: each step is scored from the observation before it (DFlex `step`; dflex_task.py).
 """
 import math
 import os
@@ -24,6 +24,7 @@ from rewarped.envs.dflex.hopper import Hopper as RewarpedHopper
 
 from .dflex_inertia import set_dflex_inertia
 from .dflex_step import DFlexIntegrator
+from .dflex_task import DFlexTask
 from .edited_assets import parse_edited
 
 ARMATURE, LIMIT_KD = 1.0, 10.0
@@ -50,7 +51,7 @@ def nest_root_joints(mjcf):
     return ET.tostring(root, encoding="unicode")
 
 
-class Hopper(RewarpedHopper):
+class Hopper(DFlexTask, RewarpedHopper):
     ground_plane = False  # DFlex's ground contact is part of the substep
 
     def create_articulation(self, builder):
@@ -82,21 +83,7 @@ class Hopper(RewarpedHopper):
                                      update_mass_matrix_every=MASS_MATRIX_EVERY)
         return self.sim_substeps_featherstone, integrator
 
-    def pre_physics_step(self, actions):
-        self.obs_before_step = self.obs_buf
-        super().pre_physics_step(actions)
-
     def compute_observations(self):
         joint_q = self.state.joint_q.view(self.num_envs, -1)
         joint_qd = self.state.joint_qd.view(self.num_envs, -1)
         self.obs_buf = torch.cat([joint_q[:, 1:], joint_qd], dim=-1)
-
-    def compute_reward(self):
-        """Rewarped's formula (DFlex's), on the observation the action was taken in; termination after it."""
-        obs_after = self.obs_buf
-        self.obs_buf = self.obs_before_step
-        super().compute_reward()
-        self.obs_buf = obs_after
-        self.terminated_buf = obs_after[:, 0] < self.termination_height if self.early_termination else \
-            torch.zeros_like(self.terminated_buf)
-        self.reset_buf = self.terminated_buf | self.truncated_buf

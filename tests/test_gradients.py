@@ -82,3 +82,9 @@ def test_gradcheck_exits_nonzero_on_a_wrong_gradient_and_zero_on_a_right_one(mon
     monkeypatch.setattr("envs.rewarped_fixes.FeatherstoneIntegrator", FeatherstoneIntegrator.__bases__[0])
     assert main(["--env-id", "Anymal", "--steps", "1", "--starts", "1"]) == 1
     assert "FAIL" in capsys.readouterr().out
+
+
+def test_gradcheck_exits_nonzero_when_nothing_could_be_checked(capsys):
+    """A warm-up longer than CartPole's 240-step episodes ends every window: no vacuous pass."""
+    assert main(["--env-id", "CartPole", "--steps", "1", "--starts", "0", "--warmup", "300"]) == 1
+    assert "nothing checked" in capsys.readouterr().out

@@ -37,16 +37,18 @@ def replay(env_id, ref, requires_grad):
 
 
 # measured largest differences over 100 steps: Ant joint_q 1.1e-4, reward 1.7e-5 (|reward| < 3);
-# Hopper joint_q 1.6e-5, reward 1.0e-3 (|reward| up to 39: its height term is -200 h^2)
-TOLERANCES = {"Ant": (1e-3, 1e-4), "Hopper": (1e-4, 5e-3)}
+# Hopper joint_q 1.6e-5, reward 1.0e-3 (|reward| up to 39: its height term is -200 h^2);
+# Humanoid joint_q 1.1e-4, reward 6.1e-3 (|reward| up to 109)
+TOLERANCES = {"Ant": (1e-3, 1e-4), "Hopper": (1e-4, 5e-3), "Humanoid": (1e-3, 3e-2)}
+LAST_ACTION_START = {"Ant": 29, "Humanoid": 55}
 
 
 @pytest.mark.parametrize("requires_grad", [True, False])
 @pytest.mark.parametrize("env_id", sorted(TOLERANCES))
 def test_task_follows_dflex_for_100_steps(env_id, requires_grad):
     """Same start states (DFlex's random ones) and random actions: joint positions and rewards within the
-    tolerances above over 100 steps. The observation matches too; the Ant's last-action part is DFlex's:
-    0 in its gradient mode, the clipped action in its no-gradient mode."""
+    tolerances above over 100 steps. The observation matches too; its last-action part (Ant, Humanoid) is
+    DFlex's: 0 in its gradient mode, the clipped action in its no-gradient mode."""
     ref = reference(env_id)
     joint_q, rewards, obs = replay(env_id, ref, requires_grad)
     q_tolerance, reward_tolerance = TOLERANCES[env_id]
@@ -54,8 +56,9 @@ def test_task_follows_dflex_for_100_steps(env_id, requires_grad):
     assert np.abs(rewards - ref["reward"]).max() < reward_tolerance
     ref_obs = ref["obs"] if requires_grad else ref["obs_no_grad"]
     assert np.abs(obs - ref_obs).max() < 1e-2
-    if env_id == "Ant":
-        np.testing.assert_allclose(obs[:, :, 29:], ref_obs[:, :, 29:], atol=1e-6)  # DFlex: (200 a) / 200
+    if env_id in LAST_ACTION_START:
+        start = LAST_ACTION_START[env_id]
+        np.testing.assert_allclose(obs[:, :, start:], ref_obs[:, :, start:], atol=1e-6)  # DFlex: (s a) / s
 
 
 @pytest.mark.parametrize("env_id", sorted(TOLERANCES))
@@ -101,6 +104,19 @@ def test_hopper_joints_and_contacts_are_dflexs():
     np.testing.assert_allclose(integrator.contact_material.numpy(), [[2.0e4, 2.0e3, 1.0e3, 0.9]] * 8)
 
 
+def test_humanoid_joints_and_contacts_are_dflexs():
+    """One hinge per body (22 bodies, 21 hinges), each with its spring and damping plus limit damping 10."""
+    task = make_env("Humanoid", 1, requires_grad=False).task
+    model, integrator = task.model, task.integrator
+    assert model.body_count == 22 and set(model.joint_type.numpy()[1:]) == {wp.sim.JOINT_REVOLUTE}
+    abdomen_z, knee = 0, 6  # MJCF: stiffness 20, damping 5; no values (the file's defaults 5 and 0.1)
+    assert integrator.stiffness.numpy()[[abdomen_z, knee]] == pytest.approx([20.0, 5.0])
+    assert integrator.damping.numpy()[[abdomen_z, knee]] == pytest.approx([15.0, 10.1])
+    np.testing.assert_allclose(model.joint_limit_kd.numpy(), 0.0)
+    assert model.shape_contact_pair_count == 0 and not model.ground
+    np.testing.assert_allclose(np.unique(integrator.contact_material.numpy(), axis=0), [[2.0e4, 2.0e3, 1.0e3, 0.75]])
+
+
 def test_ant_rewards_the_state_before_the_step():
     """DFlex's reward for a step reads the observation the action was taken in; termination the one after."""
     env = make_env("Ant", 3, requires_grad=False)
@@ -121,7 +137,7 @@ def test_ant_last_action_observation(requires_grad, last_action_obs, shown):
 
 
 def test_last_action_obs_is_refused_where_it_does_not_apply():
-    with pytest.raises(ValueError, match="last_action_obs applies to Ant only"):
+    with pytest.raises(ValueError, match="last_action_obs applies to Ant, Humanoid only"):
         make_env("CartPole", 1, last_action_obs=True)
 
 
