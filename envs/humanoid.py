@@ -88,7 +88,7 @@ class Humanoid(DFlexTask, RewarpedHumanoid):
         """Springs and damping (plus the always-on limit damping) move from the model into DFlex's joint law."""
         stiffness = model.joint_target_ke.numpy().tolist()
         damping = (model.joint_target_kd.numpy() + model.joint_limit_kd.numpy()).tolist()
-        model.joint_limit_kd.zero_()  # Warp would damp again past a limit
+        model.joint_limit_kd.zero_()  # it lives in `damping` now, as for the Ant and Hopper
         integrator = DFlexIntegrator(model, stiffness=stiffness, damping=damping, target=[0.0] * len(stiffness),
                                      update_mass_matrix_every=self.sim_substeps_featherstone)
         return self.sim_substeps_featherstone, integrator
