@@ -28,7 +28,6 @@ START_JOINT_Q = [0.0, 1.0, 0.0, -1.0, 0.0, -1.0, 0.0, 1.0]
 
 
 class Ant(DFlexTask, RewarpedAnt):
-    ground_plane = False  # DFlex's ground contact is part of the substep
     last_action_start = 29
 
     def create_articulation(self, builder):

@@ -18,6 +18,7 @@ from rewarped.warp.model_monkeypatch import Model_state
 
 
 class DFlexTask:
+    ground_plane = False  # DFlex's ground contact is part of its substep (dflex_step.py)
     last_action_obs = None
     last_action_start = None  # first observation index of the last action, where the observation has one
 

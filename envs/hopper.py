@@ -52,8 +52,6 @@ def nest_root_joints(mjcf):
 
 
 class Hopper(DFlexTask, RewarpedHopper):
-    ground_plane = False  # DFlex's ground contact is part of the substep
-
     def create_articulation(self, builder):
         with open(os.path.join(self.asset_dir, "dflex/hopper.xml")) as f:
             mjcf = nest_root_joints(f.read())

@@ -58,7 +58,6 @@ def one_body_per_joint(mjcf):
 
 
 class Humanoid(DFlexTask, RewarpedHumanoid):
-    ground_plane = False  # DFlex's ground contact is part of the substep
     last_action_start = 55
 
     def create_articulation(self, builder):
