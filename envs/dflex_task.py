@@ -27,7 +27,7 @@ class DFlexTask:
         every state all of Featherstone's matrices (mass matrix, Jacobian, ...), which DFlex's substep
         computes only once per mass-matrix period (Humanoid, 32 envs: 0.29 -> 0.035 GiB per step)."""
         model = super().create_model()
-        model.state = types.MethodType(lambda m, *args, **kwargs: Model_state(m, *args, **kwargs), model)
+        model.state = types.MethodType(Model_state, model)  # Rewarped's, without integrator_type
         return model
 
     def pre_physics_step(self, actions):

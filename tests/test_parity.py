@@ -117,6 +117,19 @@ def test_humanoid_joints_and_contacts_are_dflexs():
     np.testing.assert_allclose(np.unique(integrator.contact_material.numpy(), axis=0), [[2.0e4, 2.0e3, 1.0e3, 0.75]])
 
 
+def test_ant_start_noise_draws_the_root_twist_directly():
+    """DFlex draws every start velocity in ±0.25, the root's linear one as a twist about the origin; Rewarped's
+    Ant draws the COM's and converts it, which adds pos x w (up to about 0.19 at the 0.75 m start height)."""
+    def start_velocities(env_id):
+        env = make_env(env_id, 256, requires_grad=False)
+        env.reset()
+        return env.task.state.joint_qd.view(256, -1)
+
+    ours = start_velocities("Ant")
+    assert ours.abs().max() <= 0.25 and ours.abs().max() > 0.24  # uniform in ±0.25, 256 x 14 draws
+    assert start_velocities("RewarpedAnt")[:, 3:6].abs().max() > 0.3
+
+
 def test_ant_rewards_the_state_before_the_step():
     """DFlex's reward for a step reads the observation the action was taken in; termination the one after."""
     env = make_env("Ant", 3, requires_grad=False)
