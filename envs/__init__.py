@@ -21,7 +21,7 @@ _TASKS = {
     "RewarpedHumanoid": ("rewarped.envs.dflex.humanoid", "Humanoid"),
 }
 # tasks whose observation ends with the last action and that follow DFlex in hiding it from gradient runs
-_LAST_ACTION_OPTION = ("Ant", "Humanoid")
+_LAST_ACTION_OPTION = ("Ant", "Humanoid", "Anymal")
 
 
 def _check_device(device):
@@ -49,7 +49,7 @@ def make_env(env_id, num_envs, device="cpu", seed=0, requires_grad=True, episode
     `episode_length=None` keeps the task's own time limit. `graph_capture=None` captures the simulation step in
     a CUDA graph on CUDA devices (Warp's CPU backend has none). `low_memory=True` keeps only each step's input
     for the backward pass and recomputes the step there (a second forward pass; gradients as in the normal mode,
-    see README; not with graph capture, which recomputes by itself). `last_action_obs` (Ant, Humanoid): whether
+    see README; not with graph capture, which recomputes by itself). `last_action_obs` (Ant, Humanoid, Anymal): whether
     the observation shows the last action; None does as DFlex did in the paper's runs (shown without gradients,
     0 with them). The same seed on the same device gives bit-identical rollouts.
     """

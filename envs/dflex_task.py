@@ -61,7 +61,7 @@ class DFlexTask:
 
 @torch.no_grad()
 def free_root_start_noise(task, env_ids):
-    """DFlex's stochastic start for a robot on a free joint (Ant, Humanoid): position ±0.1, a tilt up to 7.5
+    """DFlex's stochastic start for a robot on a free joint (Ant, Humanoid, Anymal): position ±0.1, a tilt up to 7.5
     degrees about a random axis, joints ±0.2, and every velocity ±0.25, the root's drawn as a twist directly."""
     joint_q = task.state.joint_q.view(task.num_envs, -1)
     joint_qd = task.state.joint_qd.view(task.num_envs, -1)

@@ -78,9 +78,11 @@ def test_dflex_step_counts_the_contact_adjoint_once():
 
 
 def test_gradcheck_exits_nonzero_on_a_wrong_gradient_and_zero_on_a_right_one(monkeypatch, capsys):
-    assert main(["--env-id", "Anymal", "--steps", "1", "--starts", "1"]) == 0
+    """Rewarped's Ant runs on Warp's Featherstone step: with its double-counted contact adjoint back, one
+    dimension is 6.3 % off at K = 3 (measured)."""
+    assert main(["--env-id", "RewarpedAnt", "--steps", "3", "--starts", "1"]) == 0
     monkeypatch.setattr("envs.rewarped_fixes.FeatherstoneIntegrator", FeatherstoneIntegrator.__bases__[0])
-    assert main(["--env-id", "Anymal", "--steps", "1", "--starts", "1"]) == 1
+    assert main(["--env-id", "RewarpedAnt", "--steps", "3", "--starts", "1"]) == 1
     assert "FAIL" in capsys.readouterr().out
 
 

@@ -86,15 +86,18 @@ def test_anymal_starts_in_the_named_pose_and_action_i_drives_joint_i():
 
 
 def test_anymal_reward_and_termination_follow_ahac():
+    """The reward scores the observation the action was taken in (DFlex), with the action just applied;
+    termination reads the observation after it, which shows that action (no-gradient mode)."""
     env = make_env("Anymal", 8, requires_grad=False)
-    env.reset()
+    before = env.reset()
     for a in random_actions(env, 40, seed=2):
-        _, reward, terminated, _, info = env.step(a)
+        obs, reward, terminated, _, info = env.step(a)
         o = info["final_obs"]
-        assert torch.equal(o[:, 37:49], a)  # the action just applied
-        expected = o[:, 5] + 0.1 * o[:, 35] + o[:, 36] + (o[:, 0] - 0.25) - 5e-3 * (a**2).sum(-1)
+        assert torch.equal(o[:, 37:49], a)
+        expected = before[:, 5] + 0.1 * before[:, 35] + before[:, 36] + (before[:, 0] - 0.25) - 5e-3 * (a**2).sum(-1)
         assert torch.allclose(reward, expected, atol=1e-5)
         assert torch.equal(terminated, o[:, 0] < 0.25)
+        before = obs
 
 
 def test_anymal_stays_up_for_300_steps_with_zero_action():

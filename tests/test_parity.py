@@ -38,16 +38,16 @@ def replay(env_id, ref, requires_grad):
 
 # measured largest differences over 100 steps: Ant joint_q 1.1e-4, reward 1.7e-5 (|reward| < 3);
 # Hopper joint_q 1.6e-5, reward 1.0e-3 (|reward| up to 39: its height term is -200 h^2);
-# Humanoid joint_q 1.1e-4, reward 6.1e-3 (|reward| up to 109)
-TOLERANCES = {"Ant": (1e-3, 1e-4), "Hopper": (1e-4, 5e-3), "Humanoid": (1e-3, 3e-2)}
-LAST_ACTION_START = {"Ant": 29, "Humanoid": 55}
+# Humanoid joint_q 1.1e-4, reward 6.1e-3 (|reward| up to 109); Anymal joint_q 7.3e-6, reward 1.3e-5
+TOLERANCES = {"Ant": (1e-3, 1e-4), "Hopper": (1e-4, 5e-3), "Humanoid": (1e-3, 3e-2), "Anymal": (1e-4, 1e-4)}
+LAST_ACTION_START = {"Ant": 29, "Humanoid": 55, "Anymal": 37}
 
 
 @pytest.mark.parametrize("requires_grad", [True, False])
 @pytest.mark.parametrize("env_id", sorted(TOLERANCES))
 def test_task_follows_dflex_for_100_steps(env_id, requires_grad):
     """Same start states (DFlex's random ones) and random actions: joint positions and rewards within the
-    tolerances above over 100 steps. The observation matches too; its last-action part (Ant, Humanoid) is
+    tolerances above over 100 steps. The observation matches too; its last-action part (Ant, Humanoid, Anymal) is
     DFlex's: 0 in its gradient mode, the clipped action in its no-gradient mode."""
     ref = reference(env_id)
     joint_q, rewards, obs = replay(env_id, ref, requires_grad)
@@ -63,11 +63,15 @@ def test_task_follows_dflex_for_100_steps(env_id, requires_grad):
 
 @pytest.mark.parametrize("env_id", sorted(TOLERANCES))
 def test_masses_and_inertias_are_dflexs(env_id):
-    """DFlex's masses and its inertias, which differ from a proper rotation of the shapes' inertias."""
+    """DFlex's masses and its inertias, which differ from a proper rotation of the shapes' inertias, body by
+    body among the bodies that have mass (DFlex keeps a massless body per fixed URDF joint; Warp merges it
+    into its parent)."""
     ref = reference(env_id)
     model = make_env(env_id, 1, requires_grad=False).task.model
-    np.testing.assert_allclose(model.body_mass.numpy(), ref["body_mass"], rtol=1e-6)
-    np.testing.assert_allclose(model.body_inertia.numpy(), ref["body_inertia"], rtol=1e-5, atol=1e-6)
+    mass, ref_mass = model.body_mass.numpy(), ref["body_mass"]
+    np.testing.assert_allclose(mass[mass > 0], ref_mass[ref_mass > 0], rtol=1e-6)
+    np.testing.assert_allclose(model.body_inertia.numpy()[mass > 0], ref["body_inertia"][ref_mass > 0], rtol=1e-5,
+                               atol=1e-6)
 
 
 def test_ant_weighs_182_kg_and_rewarpeds_117():
@@ -117,6 +121,21 @@ def test_humanoid_joints_and_contacts_are_dflexs():
     np.testing.assert_allclose(np.unique(integrator.contact_material.numpy(), axis=0), [[2.0e4, 2.0e3, 1.0e3, 0.75]])
 
 
+def test_anymal_joints_and_contacts_are_dflexs():
+    """anymal_minimal.urdf's shapes and joints: 37.25 kg, no joint limits, tau = 200 a - 85 q - (2 + 10) qd."""
+    task = make_env("Anymal", 1, requires_grad=False).task
+    model, integrator = task.model, task.integrator
+    assert model.body_mass.numpy().sum() == pytest.approx(37.2509, abs=1e-3)
+    np.testing.assert_allclose(model.joint_armature.numpy(), [0.0] * 6 + [0.006] * 12)
+    np.testing.assert_allclose(integrator.stiffness.numpy(), [85.0] * 12)
+    np.testing.assert_allclose(integrator.damping.numpy(), [12.0] * 12)
+    assert (model.joint_limit_lower.numpy() <= -1e3).all() and (model.joint_limit_upper.numpy() >= 1e3).all()
+    assert task.action_scale == 200.0 and integrator.update_mass_matrix_every == 16
+    assert model.shape_contact_pair_count == 0 and not model.ground
+    assert len(integrator.contact_body) == 2 + 4 * 2 + 4  # base and knee-drive capsules (2 ends each), feet
+    np.testing.assert_allclose(integrator.contact_material.numpy(), [[2.0e3, 5.0e2, 1.0e2, 0.75]] * 14)
+
+
 def test_ant_start_noise_draws_the_root_twist_directly():
     """DFlex draws every start velocity in ±0.25, the root's linear one as a twist about the origin; Rewarped's
     Ant draws the COM's and converts it, which adds pos x w (up to about 0.19 at the 0.75 m start height)."""
@@ -150,7 +169,7 @@ def test_ant_last_action_observation(requires_grad, last_action_obs, shown):
 
 
 def test_last_action_obs_is_refused_where_it_does_not_apply():
-    with pytest.raises(ValueError, match="last_action_obs applies to Ant, Humanoid only"):
+    with pytest.raises(ValueError, match="last_action_obs applies to Ant, Humanoid, Anymal only"):
         make_env("CartPole", 1, last_action_obs=True)
 
 
