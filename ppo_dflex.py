@@ -309,8 +309,9 @@ def main(args):
     value_rms = RunningMeanStd(()).to(device)  # the critic predicts value targets normalised by these statistics
     if args.eval_model:
         load_model(args.eval_model, actor, critic, obs_rms, value_rms)
-    actor_optimizer = torch.optim.AdamW(actor.parameters(), lr=args.learning_rate, eps=args.adam_eps)
-    critic_optimizer = torch.optim.AdamW(critic.parameters(), lr=args.learning_rate, eps=args.adam_eps)
+    # fused: one kernel per optimiser step (CPU and CUDA), not a dozen small ops per parameter tensor
+    actor_optimizer = torch.optim.AdamW(actor.parameters(), lr=args.learning_rate, eps=args.adam_eps, fused=True)
+    critic_optimizer = torch.optim.AdamW(critic.parameters(), lr=args.learning_rate, eps=args.adam_eps, fused=True)
     normalize = functools.partial(obs_rms.normalize, clip=args.obs_clip)
 
     # rollout storage, (horizon, num_envs, ...)
