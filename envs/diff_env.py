@@ -2,6 +2,7 @@
 import contextlib
 
 import torch
+import warp as wp
 
 from .quiet import no_nonleaf_grad_warning
 
@@ -14,6 +15,7 @@ class DiffEnv:
     info["final_obs"]    # observation before the auto-reset (== obs where nothing ended), differentiable
     info["nan_resets"]   # how many envs were reset this step because their obs or reward was not finite
     obs = env.clear_grad()                                       # cut autograd history, keep the physical state
+    state = env.state_dict(); env.load_state_dict(state)         # checkpoint and restore every env exactly
     """
 
     def __init__(self, task, seed):
@@ -60,6 +62,48 @@ class DiffEnv:
             self.task.clear_grad()
         self.task.compute_observations()
         return self._obs()
+
+    def state_dict(self):
+        """Everything that puts every env back where it is now (for checkpoints): the simulator's state, the
+        task's tensors (progress counters, last actions, goals, ...), its step counters and the env's random
+        generator. Tensors only, so `torch.load(..., weights_only=True)` reads it."""
+        task = self.task
+        with torch.no_grad():
+            sim = {name: wp.to_torch(array).clone() for name, array in vars(task.state_0).items()
+                   if isinstance(array, wp.array)}
+            tensors = {name: value.detach().clone() for name, value in vars(task).items()
+                       if isinstance(value, torch.Tensor)}
+            control = {name: getattr(task.control, name).detach().clone() for name in task.control_tensors_names}
+        return {"task": type(task).__name__, "num_envs": self.num_envs, "sim": sim, "control": control,
+                "tensors": tensors, "counters": {"integrator_step": task.integrator._step,
+                                                 "num_frames": task.num_frames},
+                "rng_state": self._rng_state.clone()}
+
+    def load_state_dict(self, state):
+        """Put every env back where `state_dict()` found it; refuses a state of another task or size."""
+        task = self.task
+        if (state["task"], state["num_envs"]) != (type(task).__name__, self.num_envs):
+            raise ValueError(f"env state of {state['task']} with {state['num_envs']} envs cannot be loaded into "
+                             f"{type(task).__name__} with {self.num_envs} envs")
+        with torch.no_grad():
+            for name, value in state["sim"].items():
+                array = getattr(task.state_0, name, None)
+                if isinstance(array, wp.array) and tuple(wp.to_torch(array).shape) == tuple(value.shape):
+                    array.assign(wp.from_torch(value.to(self.device)))
+            saved_state = {name: state["sim"][name].to(self.device) for name in task.state_tensors_names}
+            saved_control = {name: value.to(self.device) for name, value in state["control"].items()}
+        task.clear_grad({"state": saved_state, "control": saved_control})  # also drops any autograd history
+        with torch.no_grad():
+            for name, value in state["tensors"].items():
+                current = getattr(task, name, None)
+                if isinstance(current, torch.Tensor) and current.shape == value.shape:
+                    if not torch.equal(current, value.to(self.device)):  # constants may be expanded views
+                        current.copy_(value)  # in place: a task tensor may share memory with the simulator
+                else:
+                    setattr(task, name, value.to(self.device).clone())
+        task.integrator._step = state["counters"]["integrator_step"]
+        task.num_frames = state["counters"]["num_frames"]
+        self._rng_state = state["rng_state"].clone()
 
     def step(self, actions):
         if actions.shape != (self.num_envs, self.num_actions):
