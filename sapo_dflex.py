@@ -4,6 +4,7 @@ import math
 import importlib.util
 import os
 import random
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -23,6 +24,8 @@ PAPER_NUM_ENVS = {"Hopper": 1024, "Ant": 128, "Humanoid": 64, "Anymal": 128, "Ha
 ACTOR_HIDDEN = {"HandReorient": (512, 256), "CartPole": (64, 64)}
 CRITIC_HIDDEN = {"HandReorient": (256, 256), "CartPole": (64, 64)}
 DEFAULT_HIDDEN = (400, 200, 100)
+SCRIPT = os.path.basename(__file__)
+RESUME_MUST_MATCH = ("env_id", "num_envs", "horizon", "actor_hidden", "critic_hidden")
 
 
 @dataclass
@@ -47,6 +50,11 @@ class Args:
     """path of a saved model: load it (with its network sizes), skip training and only evaluate"""
     evaluate: bool = True
     """if toggled, evaluate the final policy (one episode per env, deterministic and stochastic)"""
+    checkpoint_every: int = 0
+    """write the whole training state to `runs/{run_name}/checkpoint.pt` every this many iterations (0: only
+    when SIGTERM or Ctrl-C stops the run)"""
+    resume: Optional[str] = None
+    """path of a checkpoint.pt: continue that run where it stopped (run the same command with this added)"""
 
     # Algorithm specific arguments
     env_id: str = "Ant"
@@ -123,6 +131,10 @@ def complete_args(args):
         args.actor_hidden, args.critic_hidden = saved["actor_hidden"], saved["critic_hidden"]
     args.actor_hidden = tuple(args.actor_hidden or ACTOR_HIDDEN.get(args.env_id, DEFAULT_HIDDEN))
     args.critic_hidden = tuple(args.critic_hidden or CRITIC_HIDDEN.get(args.env_id, DEFAULT_HIDDEN))
+    if args.checkpoint_every < 0:
+        raise ValueError(f"--checkpoint-every must be 0 (off) or positive, got {args.checkpoint_every}")
+    if args.resume is not None:
+        check_checkpoint(args)
     for name in ("num_envs", "horizon", "critic_iterations", "num_minibatches", "max_skipped_updates"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
@@ -277,6 +289,11 @@ def evaluate(env, actor, normalize, deterministic, seed):
     return returns.mean().item()
 
 
+def atomic_save(obj, path):
+    torch.save(obj, path + ".tmp")
+    os.replace(path + ".tmp", path)  # a crash while writing leaves the previous file intact
+
+
 def save_model(path, args, actor, critics, obs_normalizer):
     model = {
         "args": asdict(args),
@@ -284,8 +301,7 @@ def save_model(path, args, actor, critics, obs_normalizer):
         "critics": [critic.state_dict() for critic in critics],
         "obs_normalizer": obs_normalizer.state_dict(),
     }
-    torch.save(model, path + ".tmp")
-    os.replace(path + ".tmp", path)  # atomic: a crash never leaves a half-written model
+    atomic_save(model, path)
 
 
 def load_model(path, actor, critics, obs_normalizer):
@@ -296,9 +312,62 @@ def load_model(path, actor, critics, obs_normalizer):
     obs_normalizer.load_state_dict(model["obs_normalizer"])
 
 
+def read_checkpoint(path):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated, corrupt or not a checkpoint
+        reason = (str(error).splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"--resume {path}: not a readable checkpoint ({reason})") from None
+
+
+def check_checkpoint(args):
+    """Refuse a checkpoint of another script, task, number of envs, horizon or network size."""
+    saved = read_checkpoint(args.resume)
+    if saved["script"] != SCRIPT:
+        raise ValueError(f"--resume {args.resume} is a checkpoint of {saved['script']}; resume it with that script")
+    for name in RESUME_MUST_MATCH:
+        if saved["args"][name] != getattr(args, name):
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"--resume {args.resume} was saved with {flag} {saved['args'][name]}, this run has "
+                             f"{flag} {getattr(args, name)}; run with the checkpoint's value")
+
+
+def rng_states():
+    """Python's, numpy's (its key as a tensor: checkpoints hold tensors only), torch's and CUDA's generators."""
+    numpy = np.random.get_state()
+    return {"python": random.getstate(), "numpy": (numpy[0], torch.from_numpy(numpy[1].astype(np.int64)), *numpy[2:]),
+            "torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_states(rng):
+    random.setstate(rng["python"])
+    np.random.set_state((rng["numpy"][0], rng["numpy"][1].numpy().astype(np.uint32), *rng["numpy"][2:]))
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"]:
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+class StopRequest:
+    """SIGTERM (a cluster's preemption) or Ctrl-C: finish the iteration, checkpoint and exit; a second one
+    exits at once."""
+
+    def __init__(self):
+        self.signal = None
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self.handle)
+
+    def handle(self, signum, frame):
+        if self.signal is not None:
+            sys.exit(f"{signal.Signals(signum).name} again: stopped without a checkpoint")
+        self.signal = signum
+
+
 def main(args):
     args = complete_args(args)
+    checkpoint = read_checkpoint(args.resume) if args.resume else None
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if checkpoint:
+        run_name = checkpoint["run_name"]
     if args.track:
         import wandb
 
@@ -310,11 +379,13 @@ def main(args):
             name=run_name,
             save_code=True,
         )
-    writer = SummaryWriter(f"runs/{run_name}")
-    writer.add_text(
-        "hyperparameters",
-        "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
-    )
+    writer = SummaryWriter(f"runs/{run_name}")  # a resumed run appends to its own directory
+    if checkpoint is None:
+        writer.add_text(
+            "hyperparameters",
+            "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
+        )
+
 
     # seeding
     random.seed(args.seed)
@@ -356,8 +427,26 @@ def main(args):
     finished = []  # (env step, return, length) of every episode that ended in this iteration
     returns_since_print, episodes_ended = [], 0  # for the progress line
     obs = env.reset()
+    stateful = {"actor": actor, "critics": critics, "obs_normalizer": obs_normalizer,
+                "actor_optimizer": actor_optimizer, "critic_optimizer": critic_optimizer,
+                "alpha_optimizer": alpha_optimizer, "env": env}
+    checkpoint_path, stop, start_iteration = f"runs/{run_name}/checkpoint.pt", StopRequest(), 0
+    if checkpoint:
+        for name, value in stateful.items():
+            value.load_state_dict(checkpoint["state"][name])
+        set_rng_states(checkpoint["rng"])
+        p = checkpoint["progress"]
+        start_iteration, global_step, skipped_in_a_row, skipped_updates = (
+            p["iteration"], p["global_step"], p["skipped_in_a_row"], p["skipped_updates"])
+        episode_return, episode_length = p["episode_return"].to(device), p["episode_length"].to(device)
+        returns_since_print, episodes_ended = p["returns_since_print"], p["episodes_ended"]
+        start_time = time.time() - p["elapsed"]
+        with torch.no_grad():
+            log_alpha.copy_(p["log_alpha"])
+        obs = env.clear_grad()
+        print(f"resumed {run_name} after iteration {start_iteration}/{args.num_iterations}")
 
-    for iteration in range(args.num_iterations):
+    for iteration in range(start_iteration, args.num_iterations):
         frac = iteration / args.num_iterations
         actor_lr = args.actor_lr + frac * (args.end_lr - args.actor_lr)
         actor_optimizer.param_groups[0]["lr"] = actor_lr
@@ -481,6 +570,20 @@ def main(args):
             )
             last_print = time.time()
             returns_since_print = []
+
+        if stop.signal or (args.checkpoint_every and (iteration + 1) % args.checkpoint_every == 0):
+            progress = dict(iteration=iteration + 1, global_step=global_step, skipped_in_a_row=skipped_in_a_row,
+                            skipped_updates=skipped_updates, episode_return=episode_return,
+                            episode_length=episode_length, returns_since_print=returns_since_print,
+                            episodes_ended=episodes_ended, elapsed=time.time() - start_time,
+                            log_alpha=log_alpha.detach())
+            atomic_save({"script": SCRIPT, "run_name": run_name, "args": asdict(args),
+                         "progress": progress, "rng": rng_states(),
+                         "state": {name: value.state_dict() for name, value in stateful.items()}}, checkpoint_path)
+            if stop.signal:
+                writer.close()
+                sys.exit(f"stopped by {signal.Signals(stop.signal).name} after iteration {iteration + 1}: run the "
+                         f"same command with --resume {checkpoint_path} to continue")
 
     if args.save_model:
         model_path = f"runs/{run_name}/{args.exp_name}.model"

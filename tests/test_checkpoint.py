@@ -1,10 +1,22 @@
 """Checkpoint and exact resume: the env's own state (`DiffEnv.state_dict`) and the four scripts'."""
+import dataclasses
 import io
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
 from helpers import random_actions
 
+import ppo_dflex
+import rpo_continuous_dflex
+import sapo_dflex
+import shac_dflex
 from envs import make_env
 
 
@@ -53,3 +65,142 @@ def test_an_env_state_of_another_task_or_size_is_refused():
     state = make_env("CartPole", 2).state_dict()
     with pytest.raises(ValueError, match="env state of Cartpole with 2 envs cannot be loaded into Cartpole with 3"):
         make_env("CartPole", 3).load_state_dict(state)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT_FILES = ["shac_dflex.py", "sapo_dflex.py", "rpo_continuous_dflex.py", "ppo_dflex.py"]
+ITERATIONS = 12
+ENV = dict(os.environ, OMP_NUM_THREADS="1")  # the same torch threads in every run of a comparison
+
+
+def command(script, *extra):
+    return [sys.executable, str(ROOT / script), "--env-id", "CartPole", "--num-envs", "16", "--horizon", "16",
+            "--total-timesteps", str(16 * 16 * ITERATIONS), "--seed", "3", "--save-model", *extra]
+
+
+def finished_run(cwd, script, *extra):
+    """Run to the end; return the saved model and the two evaluation returns as printed."""
+    result = subprocess.run(command(script, *extra), cwd=cwd, capture_output=True, text=True, env=ENV, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (model_path,) = Path(cwd).glob(f"runs/*/{script[:-3]}.model")
+    evals = re.search(r"eval: deterministic_return=(\S+)  stochastic_return=(\S+)", result.stdout).groups()
+    return torch.load(model_path, weights_only=True), evals
+
+
+def interrupted_run(cwd, script, signum):
+    """Start a run that checkpoints every 3 iterations and send it `signum` as soon as its first checkpoint is
+    on disk; return its exit code, its stderr and the checkpoint's path."""
+    process = subprocess.Popen(command(script, "--checkpoint-every", "3"), cwd=cwd, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.time() + 600
+    while not list(Path(cwd).glob("runs/*/checkpoint.pt")):
+        assert process.poll() is None and time.time() < deadline, "no checkpoint was written"
+        time.sleep(0.005)
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=600)
+    assert "eval:" not in stdout, "the signal came after training had ended: the test checked nothing"
+    (checkpoint,) = Path(cwd).glob("runs/*/checkpoint.pt")
+    return process.returncode, stderr, checkpoint
+
+
+def assert_same_run(a, b):
+    (model_a, evals_a), (model_b, evals_b) = a, b
+    assert evals_a == evals_b
+    for part in ("actor", "critics", "critic", "obs_normalizer", "obs_rms", "value_rms"):
+        if part in model_a:
+            states_a = model_a[part] if isinstance(model_a[part], list) else [model_a[part]]
+            states_b = model_b[part] if isinstance(model_b[part], list) else [model_b[part]]
+            for state_a, state_b in zip(states_a, states_b):
+                assert state_a.keys() == state_b.keys()
+                assert all(torch.equal(state_a[key], state_b[key]) for key in state_a), part
+
+
+@pytest.mark.parametrize("script", SCRIPT_FILES)
+def test_a_killed_or_stopped_run_resumes_bit_identically(script, tmp_path):
+    """12 iterations straight; the same run killed (SIGKILL) or stopped (SIGTERM) right after its checkpoint
+    at iteration 3 and resumed with --resume: the same actor, critics, normalisers and eval returns."""
+    (tmp_path / "straight").mkdir()
+    straight = finished_run(tmp_path / "straight", script)
+
+    (tmp_path / "killed").mkdir()
+    code, _, checkpoint = interrupted_run(tmp_path / "killed", script, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    assert_same_run(straight, finished_run(tmp_path / "killed", script, "--checkpoint-every", "3",
+                                           "--resume", str(checkpoint)))
+
+    (tmp_path / "stopped").mkdir()
+    code, stderr, checkpoint = interrupted_run(tmp_path / "stopped", script, signal.SIGTERM)
+    last_line = stderr.strip().splitlines()[-1]
+    assert code == 1 and re.fullmatch(r"stopped by SIGTERM after iteration \d+: run the same command with "
+                                      rf"--resume {re.escape(str(checkpoint.relative_to(tmp_path / 'stopped')))} to continue", last_line), last_line
+    assert_same_run(straight, finished_run(tmp_path / "stopped", script, "--checkpoint-every", "3",
+                                           "--resume", str(checkpoint)))
+
+
+MODULES = [shac_dflex, sapo_dflex, rpo_continuous_dflex, ppo_dflex]
+
+
+def saved_checkpoint(tmp_path, module, **changes):
+    """A checkpoint file as `module` writes them, for a CartPole run of 4 envs, with `changes` to its args."""
+    args = dataclasses.asdict(module.complete_args(module.Args(env_id="CartPole", num_envs=4)))
+    args.update(changes)
+    path = str(tmp_path / "checkpoint.pt")
+    module.atomic_save({"script": module.SCRIPT, "run_name": "run", "args": args}, path)
+    return path
+
+
+@pytest.mark.parametrize("module", MODULES)
+@pytest.mark.parametrize("changes, message", [
+    (dict(env_id="Ant"), "was saved with --env-id Ant, this run has --env-id CartPole; run with the checkpoint's"),
+    (dict(num_envs=8), "was saved with --num-envs 8, this run has --num-envs 4"),
+    (dict(horizon=64), "was saved with --horizon 64, this run has --horizon 32"),
+    (dict(actor_hidden=(32, 32)), r"was saved with --actor-hidden \(32, 32\), this run has --actor-hidden \(64, 64\)"),
+    (dict(critic_hidden=(128,)), r"was saved with --critic-hidden \(128,\), this run has --critic-hidden \(64, 64\)"),
+])
+def test_a_checkpoint_of_another_task_size_or_network_is_refused(module, changes, message, tmp_path):
+    path = saved_checkpoint(tmp_path, module, **changes)
+    with pytest.raises(ValueError, match=message):
+        module.complete_args(module.Args(env_id="CartPole", num_envs=4, resume=path))
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_a_checkpoint_of_another_script_is_refused(module, tmp_path):
+    other = MODULES[(MODULES.index(module) + 1) % len(MODULES)]
+    path = saved_checkpoint(tmp_path, other)
+    with pytest.raises(ValueError, match=f"is a checkpoint of {other.SCRIPT}; resume it with that script"):
+        module.complete_args(module.Args(env_id="CartPole", num_envs=4, resume=path))
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_a_missing_truncated_or_corrupt_checkpoint_is_refused(module, tmp_path):
+    path = saved_checkpoint(tmp_path, module)
+    with open(path, "rb") as f:
+        data = f.read()
+    for name, content in (("truncated.pt", data[: len(data) // 2]), ("corrupt.pt", b"not a checkpoint")):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match=f"--resume {tmp_path / name}: not a readable checkpoint"):
+            module.complete_args(module.Args(env_id="CartPole", num_envs=4, resume=str(tmp_path / name)))
+    with pytest.raises(ValueError, match="not a readable checkpoint .*No such file"):
+        module.complete_args(module.Args(env_id="CartPole", num_envs=4, resume=str(tmp_path / "missing.pt")))
+
+
+def test_a_failed_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    """A crash while writing (here: half the bytes, then an error) never touches the last good checkpoint."""
+    path = saved_checkpoint(tmp_path, shac_dflex)
+    good = torch.load(path, weights_only=True)
+
+    def crashing_save(obj, target):
+        with open(target, "wb") as f:
+            f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(shac_dflex.torch, "save", crashing_save)
+    with pytest.raises(OSError, match="disk full"):
+        shac_dflex.atomic_save({"script": "newer"}, path)
+    assert torch.load(path, weights_only=True) == good
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_a_negative_checkpoint_interval_is_refused(module):
+    with pytest.raises(ValueError, match="--checkpoint-every must be 0 \\(off\\) or positive, got -1"):
+        module.complete_args(module.Args(env_id="CartPole", checkpoint_every=-1))
