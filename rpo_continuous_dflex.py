@@ -157,6 +157,8 @@ def complete_args(args):
     if args.checkpoint_every < 0:
         raise ValueError(f"--checkpoint-every must be 0 (off) or positive, got {args.checkpoint_every}")
     if args.resume is not None:
+        if args.eval_model is not None:
+            raise ValueError("--resume continues training and --eval-model skips it: give one of them")
         check_checkpoint(args)
     for name in ("num_envs", "horizon", "update_epochs", "critic_iterations", "num_minibatches",
                  "max_skipped_updates"):

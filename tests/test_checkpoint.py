@@ -204,3 +204,22 @@ def test_a_failed_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
 def test_a_negative_checkpoint_interval_is_refused(module):
     with pytest.raises(ValueError, match="--checkpoint-every must be 0 \\(off\\) or positive, got -1"):
         module.complete_args(module.Args(env_id="CartPole", checkpoint_every=-1))
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_resume_and_eval_model_together_are_refused(module, tmp_path):
+    path = saved_checkpoint(tmp_path, module)
+    with pytest.raises(ValueError, match="--resume continues training and --eval-model skips it: give one of them"):
+        module.complete_args(module.Args(env_id="CartPole", num_envs=4, resume=path, eval_model=path))
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_a_second_signal_exits_at_once(module, monkeypatch):
+    installed = {}
+    monkeypatch.setattr(module.signal, "signal", lambda signum, handler: installed.update({signum: handler}))
+    stop = module.StopRequest()
+    assert set(installed) == {signal.SIGTERM, signal.SIGINT}
+    installed[signal.SIGINT](signal.SIGINT, None)  # the first: noted, training goes on to the checkpoint
+    assert stop.signal == signal.SIGINT
+    with pytest.raises(SystemExit, match="SIGTERM again: stopped without a checkpoint"):
+        installed[signal.SIGTERM](signal.SIGTERM, None)
