@@ -422,7 +422,8 @@ def main(args):
         start_time = time.time() - p["elapsed"]
         learning_rate = actor_optimizer.param_groups[0]["lr"]  # adapted to the KL so far
         obs = env.clear_grad()
-        print(f"resumed {run_name} after iteration {start_iteration}/{args.num_iterations}")
+    resumed = f" (resumed after iteration {start_iteration} of {args.num_iterations})" if checkpoint else ""
+    print(f"run directory: runs/{run_name}{resumed}", flush=True)  # benchmark/sweep.py resumes jobs from it
 
     for iteration in range(start_iteration, args.num_iterations):
         # Rollout of H steps per env, without gradients

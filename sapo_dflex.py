@@ -446,7 +446,8 @@ def main(args):
         with torch.no_grad():
             log_alpha.copy_(p["log_alpha"])
         obs = env.clear_grad()
-        print(f"resumed {run_name} after iteration {start_iteration}/{args.num_iterations}")
+    resumed = f" (resumed after iteration {start_iteration} of {args.num_iterations})" if checkpoint else ""
+    print(f"run directory: runs/{run_name}{resumed}", flush=True)  # benchmark/sweep.py resumes jobs from it
 
     for iteration in range(start_iteration, args.num_iterations):
         frac = iteration / args.num_iterations

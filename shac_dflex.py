@@ -418,7 +418,8 @@ def main(args):
         returns_since_print, episodes_ended = p["returns_since_print"], p["episodes_ended"]
         start_time = time.time() - p["elapsed"]
         obs = env.clear_grad()
-        print(f"resumed {run_name} after iteration {start_iteration}/{args.num_iterations}")
+    resumed = f" (resumed after iteration {start_iteration} of {args.num_iterations})" if checkpoint else ""
+    print(f"run directory: runs/{run_name}{resumed}", flush=True)  # benchmark/sweep.py resumes jobs from it
 
     for iteration in range(start_iteration, args.num_iterations):
         frac = iteration / args.num_iterations
