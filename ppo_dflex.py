@@ -17,6 +17,7 @@ import tyro
 from torch.utils.tensorboard import SummaryWriter
 
 from envs import ENV_IDS, make_env
+from envs.render import VideoRecorder, check_video_support
 
 # Per-task settings of the papers (SPEC §1, §6); CartPole's small networks follow DiffRL's cart-pole config.
 PAPER_NUM_ENVS = {"Hopper": 1024, "Ant": 128, "Humanoid": 64, "Anymal": 128, "HandReorient": 64, "CartPole": 64,
@@ -50,6 +51,8 @@ class Args:
     """path of a saved model: load it (with its network sizes), skip training and only evaluate"""
     evaluate: bool = True
     """if toggled, evaluate the final policy (one episode per env, deterministic and stochastic)"""
+    capture_video: bool = False
+    """if toggled, render the final evaluation's first two envs to `videos/{run_name}/eval_{mode}.mp4`"""
     checkpoint_every: int = 0
     """write the whole training state to `runs/{run_name}/checkpoint.pt` every this many iterations (0: only
     when SIGTERM or Ctrl-C stops the run)"""
@@ -131,6 +134,10 @@ def complete_args(args):
     args.batch_size = args.num_envs * args.horizon
     if args.minibatch_size is None:
         args.minibatch_size = min(2048, args.batch_size)
+    if args.capture_video:
+        if not args.evaluate:
+            raise ValueError("--capture-video renders the final evaluation: drop --no-evaluate")
+        check_video_support()
     if args.checkpoint_every < 0:
         raise ValueError(f"--checkpoint-every must be 0 (off) or positive, got {args.checkpoint_every}")
     if args.resume is not None:
@@ -251,17 +258,23 @@ def kl_adaptive_lr(lr, kl, args):
 
 
 @torch.no_grad()
-def evaluate(env, actor, normalize, deterministic, seed):
-    """Mean undiscounted return of one complete episode per env, from the initial states of `seed` (SPEC §6)."""
+def evaluate(env, actor, normalize, deterministic, seed, video_path=None):
+    """Mean undiscounted return of one complete episode per env, from the initial states of `seed` (SPEC §6);
+    with `video_path`, a video of the first envs."""
+    video = VideoRecorder(env, video_path) if video_path else None
     obs = env.reset(seed=seed)
     returns = torch.zeros(env.num_envs, device=env.device)
     running = torch.ones(env.num_envs, dtype=torch.bool, device=env.device)
     for _ in range(env.max_episode_length):
         obs, reward, terminated, truncated, _ = env.step(actor.get_action(normalize(obs), deterministic)[0].clamp(-1, 1))
+        if video:
+            video.capture()
         returns += reward * running
         running &= ~(terminated | truncated)
         if not running.any():
             break
+    if video:
+        video.close()
     return returns.mean().item()
 
 
@@ -330,8 +343,12 @@ class StopRequest:
 
     def __init__(self):
         self.signal = None
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self.handle)
+        self.previous = {signum: signal.signal(signum, self.handle) for signum in (signal.SIGTERM, signal.SIGINT)}
+
+    def release(self):
+        """Give the signals back to their previous handlers (training is over)."""
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
 
     def handle(self, signum, frame):
         if self.signal is not None:
@@ -565,6 +582,7 @@ def main(args):
                 sys.exit(f"stopped by {signal.Signals(stop.signal).name} after iteration {iteration + 1}: run the "
                          f"same command with --resume {checkpoint_path} to continue")
 
+    stop.release()
     if args.save_model:
         model_path = f"runs/{run_name}/{args.exp_name}.model"
         save_model(model_path, args, actor, critic, obs_rms, value_rms)
@@ -573,7 +591,10 @@ def main(args):
     eval_returns = {}
     if args.evaluate:
         for mode in ("deterministic", "stochastic"):
-            eval_returns[mode] = evaluate(env, actor, normalize, mode == "deterministic", args.seed)
+            video_path = f"videos/{run_name}/eval_{mode}.mp4" if args.capture_video else None
+            if video_path:
+                os.makedirs(os.path.dirname(video_path), exist_ok=True)
+            eval_returns[mode] = evaluate(env, actor, normalize, mode == "deterministic", args.seed, video_path)
             writer.add_scalar(f"eval/{mode}_return", eval_returns[mode], global_step)
         print(f"eval: deterministic_return={eval_returns['deterministic']:.2f}  "
               f"stochastic_return={eval_returns['stochastic']:.2f}")

@@ -216,10 +216,12 @@ def test_resume_and_eval_model_together_are_refused(module, tmp_path):
 @pytest.mark.parametrize("module", MODULES)
 def test_a_second_signal_exits_at_once(module, monkeypatch):
     installed = {}
-    monkeypatch.setattr(module.signal, "signal", lambda signum, handler: installed.update({signum: handler}))
+    monkeypatch.setattr(module.signal, "signal", lambda signum, handler: installed.update({signum: handler}) or "old")
     stop = module.StopRequest()
     assert set(installed) == {signal.SIGTERM, signal.SIGINT}
     installed[signal.SIGINT](signal.SIGINT, None)  # the first: noted, training goes on to the checkpoint
     assert stop.signal == signal.SIGINT
     with pytest.raises(SystemExit, match="SIGTERM again: stopped without a checkpoint"):
         installed[signal.SIGTERM](signal.SIGTERM, None)
+    stop.release()  # after training: the handlers from before are back
+    assert installed == {signal.SIGTERM: "old", signal.SIGINT: "old"}
