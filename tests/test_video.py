@@ -12,8 +12,8 @@ import ppo_dflex
 import rpo_continuous_dflex
 import sapo_dflex
 import shac_dflex
-from envs import make_env
-from envs.render import VideoRecorder
+from envs import ENV_IDS, make_env
+from envs.render import FrameRenderer, VideoRecorder
 
 SCRIPTS = [shac_dflex, sapo_dflex, rpo_continuous_dflex, ppo_dflex]
 
@@ -59,3 +59,12 @@ def test_videos_are_written_and_leave_the_numbers_unchanged(script, tmp_path, mo
         frames = [frame for frame in imageio.get_reader(str(tmp_path / "videos" / run_name / f"eval_{mode}.mp4"))]
         assert len(frames) == 20  # every env ends at the 20-step time limit: one frame per step
         assert torch.tensor(np.stack(frames)).float().std() > 20
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_every_task_renders_a_frame(env_id):
+    env = make_env(env_id, 1, requires_grad=False)
+    env.reset()
+    frame = FrameRenderer(env.task, num_envs=1).frame()
+    assert frame.shape == (320, 320, 3) and frame.dtype == np.uint8
+    assert frame.std() > 20  # shapes, ground and sky, not a blank image
