@@ -592,8 +592,6 @@ def main(args):
     if args.evaluate:
         for mode in ("deterministic", "stochastic"):
             video_path = f"videos/{run_name}/eval_{mode}.mp4" if args.capture_video else None
-            if video_path:
-                os.makedirs(os.path.dirname(video_path), exist_ok=True)
             eval_returns[mode] = evaluate(env, actor, normalize, mode == "deterministic", args.seed, video_path)
             writer.add_scalar(f"eval/{mode}_return", eval_returns[mode], global_step)
         print(f"eval: deterministic_return={eval_returns['deterministic']:.2f}  "

@@ -7,6 +7,7 @@ motion shows. Spheres are discs, capsules and cylinders stadiums, boxes and mesh
 or vertices; nearer shapes are drawn over farther ones. Rendering reads the simulator state and changes nothing.
 """
 import importlib.util
+import os
 
 import numpy as np
 import warp as wp
@@ -160,6 +161,7 @@ class VideoRecorder:
         import imageio.v2 as imageio
 
         self.renderer = FrameRenderer(env.task, num_envs)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self.writer = imageio.get_writer(path, fps=round(1.0 / env.task.frame_dt), codec="libx264",
                                          macro_block_size=1, ffmpeg_log_level="error")
         self.frames = 0
