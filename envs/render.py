@@ -2,9 +2,10 @@
 
 Warp 1.3.3's OpenGL renderer needs a CUDA device, so frames are drawn here with matplotlib's Agg backend: a
 side view (orthographic, along the axis that is neither forward x nor up) of every collision shape of the first
-few envs, one panel per env, each panel following its robot's root body, with ground ticks every 0.5 m so that
-motion shows. Spheres are discs, capsules and cylinders stadiums, boxes and meshes the outline of their corners
-or vertices; nearer shapes are drawn over farther ones. Rendering reads the simulator state and changes nothing.
+few envs, one panel per env, each panel following its robot's root body along x (the view's size is set from
+the first frame), with ground ticks every 0.5 m so that motion shows. Spheres are discs, capsules and cylinders
+stadiums, boxes and meshes the outline of their corners or vertices; nearer shapes are drawn over farther ones,
+over "bones" from each body to its parent and its shapes. Rendering reads the simulator state and changes nothing.
 """
 import importlib.util
 import os
