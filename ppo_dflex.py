@@ -1,25 +1,26 @@
 # PPO, Proximal Policy Optimization (Schulman et al., 2017): the model-free baseline of the RPO paper, on the
-# same tasks with the simulator's backward pass switched off. Specification: SPEC.md §5; usage: README.md.
+# same tasks with the simulator's backward pass switched off. Equations: docs/algorithms.md#ppo; details:
+# docs/ppo.md.
 import functools
-import importlib.util
 import os
-import random
-import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn as nn
 import tyro
-from torch.utils.tensorboard import SummaryWriter
 
-from envs import ENV_IDS, make_env
-from envs.render import VideoRecorder, check_video_support
+from envs import make_env
+from envs.checkpoint import Checkpointer, check_checkpoint, load_model, save_model
+from envs.experiment import (NonFiniteGuard, ProgressReport, check_ranges, check_run_args, count_iterations,
+                             final_evaluation, seed_everything, start_run)
+from envs.wrappers import RecordEpisodeStatistics
 
-# Per-task settings of the papers (SPEC §1, §6); CartPole's small networks follow DiffRL's cart-pole config.
+# Per-task settings of the papers (docs/algorithms.md#hyperparameters); CartPole's small networks follow
+# DiffRL's cart-pole config.
 PAPER_NUM_ENVS = {"Hopper": 1024, "Ant": 128, "Humanoid": 64, "Anymal": 128, "HandReorient": 64, "CartPole": 64,
                   "RewarpedAnt": 128, "RewarpedHumanoid": 64}
 ACTOR_HIDDEN = {"HandReorient": (512, 256), "CartPole": (64, 64)}
@@ -54,8 +55,7 @@ class Args:
     capture_video: bool = False
     """if toggled, render the final evaluation's first two envs to `videos/{run_name}/eval_{mode}.mp4`"""
     checkpoint_every: int = 0
-    """write the whole training state to `runs/{run_name}/checkpoint.pt` every this many iterations (0: only
-    when SIGTERM or Ctrl-C stops the run)"""
+    """checkpoint to `runs/{run_name}/checkpoint.pt` every this many iterations (0: only on SIGTERM or Ctrl-C)"""
     resume: Optional[str] = None
     """path of a checkpoint.pt: continue that run where it stopped (run the same command with this added)"""
 
@@ -114,48 +114,24 @@ class Args:
 
 def complete_args(args):
     """Fill per-task defaults and derived sizes; refuse impossible values before any simulation starts."""
-    if args.env_id not in ENV_IDS:
-        raise ValueError(f"unknown --env-id {args.env_id!r}; known ids: {', '.join(ENV_IDS)}")
-    if args.track and importlib.util.find_spec("wandb") is None:
-        raise ValueError("--track needs the wandb package: pip install wandb")
+    check_run_args(args, SCRIPT)  # env id, --track, --eval-model (and its network sizes), --capture-video, ...
     if args.num_envs is None:
         args.num_envs = PAPER_NUM_ENVS[args.env_id]
-    if args.eval_model is not None:
-        if not os.path.isfile(args.eval_model):
-            raise ValueError(f"--eval-model {args.eval_model}: no such file")
-        saved = torch.load(args.eval_model, map_location="cpu", weights_only=True)["args"]
-        if saved["env_id"] != args.env_id:
-            raise ValueError(
-                f"{args.eval_model} holds a model for {saved['env_id']}; run with --env-id {saved['env_id']}"
-            )
-        args.actor_hidden, args.critic_hidden = saved["actor_hidden"], saved["critic_hidden"]
     args.actor_hidden = tuple(args.actor_hidden or ACTOR_HIDDEN.get(args.env_id, DEFAULT_HIDDEN))
     args.critic_hidden = tuple(args.critic_hidden or CRITIC_HIDDEN.get(args.env_id, DEFAULT_HIDDEN))
     args.batch_size = args.num_envs * args.horizon
     if args.minibatch_size is None:
         args.minibatch_size = min(2048, args.batch_size)
-    if args.capture_video:
-        if not args.evaluate:
-            raise ValueError("--capture-video renders the final evaluation: drop --no-evaluate")
-        check_video_support()
-    if args.checkpoint_every < 0:
-        raise ValueError(f"--checkpoint-every must be 0 (off) or positive, got {args.checkpoint_every}")
-    if args.resume is not None:
-        if args.eval_model is not None:
-            raise ValueError("--resume continues training and --eval-model skips it: give one of them")
-        check_checkpoint(args)
-    for name in ("num_envs", "horizon", "update_epochs", "minibatch_size", "max_skipped_updates"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    if args.eval_model is None and args.total_timesteps < args.batch_size:
-        raise ValueError(
-            f"--total-timesteps {args.total_timesteps} is less than one iteration (num_envs * horizon = "
-            f"{args.batch_size}); raise it or lower --num-envs / --horizon"
-        )
+    check_ranges(args, at_least_one=("num_envs", "horizon", "update_epochs", "minibatch_size", "max_skipped_updates",
+                                     "actor_hidden", "critic_hidden"),
+                 positive=("learning_rate", "adam_eps", "target_kl", "min_lr", "max_lr", "clip_coef", "obs_clip",
+                           "max_grad_norm"),
+                 non_negative=("ent_coef",), fraction=("gamma", "gae_lambda"))
     if args.minibatch_size > args.batch_size:
         raise ValueError(f"--minibatch-size {args.minibatch_size} exceeds the {args.batch_size} samples per iteration; "
                          "lower it or raise --num-envs / --horizon")
-    args.num_iterations = 0 if args.eval_model else args.total_timesteps // args.batch_size
+    args.num_iterations = count_iterations(args)  # refuses a run shorter than one iteration
+    check_checkpoint(args, SCRIPT, RESUME_MUST_MATCH)  # with --resume
     return args
 
 
@@ -166,7 +142,7 @@ def layer_init(layer):
 
 
 def mlp(in_size, hidden):
-    """Hidden layers Linear -> LayerNorm -> SiLU (SPEC §1)."""
+    """Hidden layers Linear -> LayerNorm -> SiLU (docs/algorithms.md#policy)."""
     layers = []
     for size in hidden:
         layers += [layer_init(nn.Linear(in_size, size)), nn.LayerNorm(size), nn.SiLU()]
@@ -184,7 +160,7 @@ class Actor(nn.Module):
         self.std = layer_init(nn.Linear(hidden[-1], num_actions))
 
     def forward(self, obs):
-        """Gaussian policy with mean tanh(mu_raw) and std 0.9 * sigmoid(l_raw + 2) + 0.1 (SPEC §5)."""
+        """Gaussian policy with mean tanh(mu_raw) and std 0.9 * sigmoid(l_raw + 2) + 0.1: eq. (23)."""
         h = self.trunk(obs)
         return torch.tanh(self.mean(h)), 0.9 * torch.sigmoid(self.std(h) + 2) + 0.1
 
@@ -207,7 +183,8 @@ class Critic(nn.Module):
 
 
 class RunningMeanStd(nn.Module):
-    """Running per-dimension mean and variance in float64 (SPEC §1), saved with the model."""
+    """Running per-dimension mean and variance in float64 (eqs. 4-5, docs/algorithms.md#normalisation), saved with
+    the model."""
 
     def __init__(self, size, eps=1e-5):
         super().__init__()
@@ -248,8 +225,8 @@ def gae(rewards, values, next_values, terminated, truncated, gamma, lam):
 
 
 def kl_adaptive_lr(lr, kl, args):
-    """SPEC §5: divide the learning rate by 1.5 when kl > 2 * target_kl, multiply it by 1.5 when
-    kl < target_kl / 2, keep it otherwise; always within [min_lr, max_lr]."""
+    """Eq. (26), docs/algorithms.md#ppo: divide the learning rate by 1.5 when kl > 2 * target_kl, multiply it by
+    1.5 when kl < target_kl / 2, keep it otherwise; always within [min_lr, max_lr]."""
     if kl > 2 * args.target_kl:
         return max(lr / 1.5, args.min_lr)
     if kl < 0.5 * args.target_kl:
@@ -257,148 +234,26 @@ def kl_adaptive_lr(lr, kl, args):
     return lr
 
 
-@torch.no_grad()
-def evaluate(env, actor, normalize, deterministic, seed, video_path=None):
-    """Mean undiscounted return of one complete episode per env, from the initial states of `seed` (SPEC §6);
-    with `video_path`, a video of the first envs."""
-    video = VideoRecorder(env, video_path) if video_path else None
-    obs = env.reset(seed=seed)
-    returns = torch.zeros(env.num_envs, device=env.device)
-    running = torch.ones(env.num_envs, dtype=torch.bool, device=env.device)
-    for _ in range(env.max_episode_length):
-        obs, reward, terminated, truncated, _ = env.step(actor.get_action(normalize(obs), deterministic)[0].clamp(-1, 1))
-        if video:
-            video.capture()
-        returns += reward * running
-        running &= ~(terminated | truncated)
-        if not running.any():
-            break
-    if video:
-        video.close()
-    return returns.mean().item()
-
-
-def atomic_save(obj, path):
-    torch.save(obj, path + ".tmp")
-    os.replace(path + ".tmp", path)  # a crash while writing leaves the previous file intact
-
-
-def save_model(path, args, actor, critic, obs_rms, value_rms):
-    model = {
-        "args": asdict(args),
-        "actor": actor.state_dict(),
-        "critic": critic.state_dict(),
-        "obs_rms": obs_rms.state_dict(),
-        "value_rms": value_rms.state_dict(),
-    }
-    atomic_save(model, path)
-
-
-def load_model(path, actor, critic, obs_rms, value_rms):
-    model = torch.load(path, map_location="cpu", weights_only=True)
-    actor.load_state_dict(model["actor"])
-    critic.load_state_dict(model["critic"])
-    obs_rms.load_state_dict(model["obs_rms"])
-    value_rms.load_state_dict(model["value_rms"])
-
-
-def read_checkpoint(path):
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated, corrupt or not a checkpoint
-        reason = (str(error).splitlines() or [type(error).__name__])[0]
-        raise ValueError(f"--resume {path}: not a readable checkpoint ({reason})") from None
-
-
-def check_checkpoint(args):
-    """Refuse a checkpoint of another script, task, number of envs, horizon or network size."""
-    saved = read_checkpoint(args.resume)
-    if saved["script"] != SCRIPT:
-        raise ValueError(f"--resume {args.resume} is a checkpoint of {saved['script']}; resume it with that script")
-    for name in RESUME_MUST_MATCH:
-        if saved["args"][name] != getattr(args, name):
-            flag = "--" + name.replace("_", "-")
-            raise ValueError(f"--resume {args.resume} was saved with {flag} {saved['args'][name]}, this run has "
-                             f"{flag} {getattr(args, name)}; run with the checkpoint's value")
-
-
-def rng_states():
-    """Python's, numpy's (its key as a tensor: checkpoints hold tensors only), torch's and CUDA's generators."""
-    numpy = np.random.get_state()
-    return {"python": random.getstate(), "numpy": (numpy[0], torch.from_numpy(numpy[1].astype(np.int64)), *numpy[2:]),
-            "torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-
-
-def set_rng_states(rng):
-    random.setstate(rng["python"])
-    np.random.set_state((rng["numpy"][0], rng["numpy"][1].numpy().astype(np.uint32), *rng["numpy"][2:]))
-    torch.set_rng_state(rng["torch"])
-    if rng["cuda"]:
-        torch.cuda.set_rng_state_all(rng["cuda"])
-
-
-class StopRequest:
-    """SIGTERM (a cluster's preemption) or Ctrl-C: finish the iteration, checkpoint and exit; a second one
-    exits at once."""
-
-    def __init__(self):
-        self.signal = None
-        self.previous = {signum: signal.signal(signum, self.handle) for signum in (signal.SIGTERM, signal.SIGINT)}
-
-    def release(self):
-        """Give the signals back to their previous handlers (training is over)."""
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
-
-    def handle(self, signum, frame):
-        if self.signal is not None:
-            sys.exit(f"{signal.Signals(signum).name} again: stopped without a checkpoint")
-        self.signal = signum
-
-
 def main(args):
     args = complete_args(args)
-    checkpoint = read_checkpoint(args.resume) if args.resume else None
-    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    if checkpoint:
-        run_name = checkpoint["run_name"]
-    if args.track:
-        import wandb
+    run_name, writer, checkpoint = start_run(args)  # runs/{run_name}: TensorBoard, and wandb with --track
 
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=vars(args),
-            name=run_name,
-            save_code=True,
-        )
-    writer = SummaryWriter(f"runs/{run_name}")  # a resumed run appends to its own directory
-    if checkpoint is None:
-        writer.add_text(
-            "hyperparameters",
-            "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
-        )
-
-
-    # seeding
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
+    seed_everything(args.seed, args.torch_deterministic)
 
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
 
     # env setup: PPO needs no gradients from the simulator
     env = make_env(args.env_id, args.num_envs, str(device), args.seed, requires_grad=False,
                    episode_length=args.episode_length)
+    env = RecordEpisodeStatistics(env)
 
     actor = Actor(env.num_obs, env.num_actions, args.actor_hidden).to(device)
     critic = Critic(env.num_obs, args.critic_hidden).to(device)
     obs_rms = RunningMeanStd(env.num_obs).to(device)
     value_rms = RunningMeanStd(()).to(device)  # the critic predicts value targets normalised by these statistics
+    model = {"actor": actor, "critic": critic, "obs_rms": obs_rms, "value_rms": value_rms}  # what --save-model saves
     if args.eval_model:
-        load_model(args.eval_model, actor, critic, obs_rms, value_rms)
+        load_model(args.eval_model, SCRIPT, model)
     # fused: one kernel per optimiser step (CPU and CUDA), not a dozen small ops per parameter tensor
     actor_optimizer = torch.optim.AdamW(actor.parameters(), lr=args.learning_rate, eps=args.adam_eps, fused=True)
     critic_optimizer = torch.optim.AdamW(critic.parameters(), lr=args.learning_rate, eps=args.adam_eps, fused=True)
@@ -415,32 +270,20 @@ def main(args):
     terminations = torch.zeros((H, N), dtype=torch.bool, device=device)
     truncations = torch.zeros((H, N), dtype=torch.bool, device=device)
 
-    global_step = 0
-    start_time = last_print = time.time()
-    skipped_in_a_row = skipped_updates = 0
-    episode_return = torch.zeros(N, device=device)
-    episode_length = torch.zeros(N, device=device)
-    finished = []  # (env step, return, length) of every episode that ended in this iteration
-    returns_since_print, episodes_ended = [], 0  # for the progress line
+    start_iteration = global_step = 0
+    nonfinite = NonFiniteGuard("gradient", args.max_skipped_updates, "lower --learning-rate")
     learning_rate = args.learning_rate
+    report = ProgressReport(writer, args.num_iterations)
     obs = env.reset()
-    stateful = {"actor": actor, "critic": critic, "obs_rms": obs_rms, "value_rms": value_rms,
-                "actor_optimizer": actor_optimizer, "critic_optimizer": critic_optimizer, "env": env}
-    checkpoint_path, stop, start_iteration = f"runs/{run_name}/checkpoint.pt", StopRequest(), 0
+    # what a checkpoint holds, with the random generators and the counters saved below (envs/checkpoint.py)
+    stateful = {**model, "actor_optimizer": actor_optimizer, "critic_optimizer": critic_optimizer,
+                "env": env, "report": report, "nonfinite": nonfinite}
+    checkpointer = Checkpointer(SCRIPT, run_name, args, stateful, writer)
     if checkpoint:
-        for name, value in stateful.items():
-            value.load_state_dict(checkpoint["state"][name])
-        set_rng_states(checkpoint["rng"])
-        p = checkpoint["progress"]
-        start_iteration, global_step, skipped_in_a_row, skipped_updates = (
-            p["iteration"], p["global_step"], p["skipped_in_a_row"], p["skipped_updates"])
-        episode_return, episode_length = p["episode_return"].to(device), p["episode_length"].to(device)
-        returns_since_print, episodes_ended = p["returns_since_print"], p["episodes_ended"]
-        start_time = time.time() - p["elapsed"]
+        p = checkpointer.restore(checkpoint)
+        start_iteration, global_step = p["iteration"], p["global_step"]
         learning_rate = actor_optimizer.param_groups[0]["lr"]  # adapted to the KL so far
         obs = env.clear_grad()
-    resumed = f" (resumed after iteration {start_iteration} of {args.num_iterations})" if checkpoint else ""
-    print(f"run directory: runs/{run_name}{resumed}", flush=True)  # benchmark/sweep.py resumes jobs from it
 
     for iteration in range(start_iteration, args.num_iterations):
         # Rollout of H steps per env, without gradients
@@ -456,16 +299,7 @@ def main(args):
                 # value of the state after the step (its final observation where the episode ended)
                 next_values[t] = value_rms.denormalize(critic(normalize(info["final_obs"])))
                 rewards[t], terminations[t], truncations[t] = reward, terminated, truncated
-
-                episode_return += reward
-                episode_length += 1
-                ended = terminated | truncated
-                if ended.any():
-                    step = global_step + (t + 1) * N  # the env step at which these episodes ended
-                    finished += [(step, episodic_return, episodic_length) for episodic_return, episodic_length
-                                 in zip(episode_return[ended].tolist(), episode_length[ended].tolist())]
-                    episode_return[ended] = 0
-                    episode_length[ended] = 0
+                report.add_episodes(info, step=global_step + (t + 1) * N)  # the episodes that ended at this step
         global_step += N * H
         sim_s = time.time() - sim_start
         update_start = time.time()
@@ -481,7 +315,7 @@ def main(args):
             b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
         b_targets = value_rms.normalize(returns.flatten())
 
-        # Clipped surrogate and value regression over minibatches; the KL sets the learning rate (SPEC §5)
+        # Clipped surrogate and value regression over minibatches; the KL sets the learning rate (eqs. 25-26)
         clipfracs, approx_kls, entropies, pg_losses, value_losses = [], [], [], [], []
         finite = True
         for _ in range(args.update_epochs):
@@ -521,81 +355,29 @@ def main(args):
                 entropies.append(entropy.item())
                 pg_losses.append(pg_loss.item())
                 value_losses.append(value_loss.item())
-        if finite:
-            skipped_in_a_row = 0
-        else:
-            skipped_updates += 1
-            skipped_in_a_row += 1
-            if skipped_updates == 1:
-                print(f"warning: non-finite gradient at iteration {iteration}; minibatch steps skipped",
-                      file=sys.stderr)
-            if skipped_in_a_row >= args.max_skipped_updates:
-                raise RuntimeError(
-                    f"gradient non-finite for {skipped_in_a_row} iterations in a row; "
-                    "lower --learning-rate, or check the task for NaN states"
-                )
+        nonfinite.check(finite, iteration)  # the minibatch steps with a non-finite gradient were skipped, reported
         update_s = time.time() - update_start
 
-        sps = int(global_step / (time.time() - start_time))
         writer.add_scalar("charts/learning_rate", learning_rate, global_step)
-        writer.add_scalar("charts/SPS", sps, global_step)
         writer.add_scalar("losses/actor_loss", np.mean(pg_losses), global_step)
         writer.add_scalar("losses/value_loss", np.mean(value_losses), global_step)
         writer.add_scalar("losses/grad_norm", grad_norm.item(), global_step)
-        writer.add_scalar("losses/skipped_updates", skipped_updates, global_step)
+        writer.add_scalar("losses/skipped_updates", nonfinite.skipped, global_step)
         writer.add_scalar("losses/approx_kl", np.mean(approx_kls), global_step)
         writer.add_scalar("losses/clipfrac", np.mean(clipfracs), global_step)
         writer.add_scalar("losses/entropy", np.mean(entropies), global_step)
         writer.add_scalar("perf/sim_s", sim_s, global_step)
         writer.add_scalar("perf/update_s", update_s, global_step)
-        for step, episodic_return, episodic_length in finished:  # one point per episode, as CleanRL logs them
-            writer.add_scalar("charts/episodic_return", episodic_return, step)
-            writer.add_scalar("charts/episodic_length", episodic_length, step)
-        writer.add_scalar("charts/episodes_ended", len(finished), global_step)
-        returns_since_print += [episodic_return for _, episodic_return, _ in finished]
-        episodes_ended += len(finished)
-        finished = []
-        if time.time() - last_print > 5 or iteration == args.num_iterations - 1:
-            if returns_since_print:
-                returns = f"episodic_return={np.mean(returns_since_print):.2f} over {len(returns_since_print)} episodes"
-            else:
-                returns = "no episode ended " + ("since the last line" if episodes_ended else "yet")
-            elapsed = time.time() - start_time
-            eta = elapsed / (iteration + 1) * (args.num_iterations - iteration - 1)
-            print(
-                f"iteration {iteration + 1}/{args.num_iterations}  global_step={global_step}  SPS={sps}  {returns}  "
-                f"elapsed {elapsed / 60:.1f} min  ETA {eta / 60:.1f} min"
-            )
-            last_print = time.time()
-            returns_since_print = []
+        report.end_iteration(iteration, global_step)  # episodes, SPS and the progress line
+        checkpointer.save_if_due(dict(iteration=iteration + 1, global_step=global_step))
 
-        if stop.signal or (args.checkpoint_every and (iteration + 1) % args.checkpoint_every == 0):
-            progress = dict(iteration=iteration + 1, global_step=global_step, skipped_in_a_row=skipped_in_a_row,
-                            skipped_updates=skipped_updates, episode_return=episode_return,
-                            episode_length=episode_length, returns_since_print=returns_since_print,
-                            episodes_ended=episodes_ended, elapsed=time.time() - start_time)
-            atomic_save({"script": SCRIPT, "run_name": run_name, "args": asdict(args),
-                         "progress": progress, "rng": rng_states(),
-                         "state": {name: value.state_dict() for name, value in stateful.items()}}, checkpoint_path)
-            if stop.signal:
-                writer.close()
-                sys.exit(f"stopped by {signal.Signals(stop.signal).name} after iteration {iteration + 1}: run the "
-                         f"same command with --resume {checkpoint_path} to continue")
-
-    stop.release()
+    checkpointer.close()
     if args.save_model:
-        model_path = f"runs/{run_name}/{args.exp_name}.model"
-        save_model(model_path, args, actor, critic, obs_rms, value_rms)
-        print(f"model saved to {model_path}")
+        save_model(f"runs/{run_name}/{args.exp_name}.model", SCRIPT, args, model)
 
-    eval_returns = {}
-    if args.evaluate:
-        for mode in ("deterministic", "stochastic"):
-            video_path = f"videos/{run_name}/eval_{mode}.mp4" if args.capture_video else None
-            eval_returns[mode] = evaluate(env, actor, normalize, mode == "deterministic", args.seed, video_path)
-            writer.add_scalar(f"eval/{mode}_return", eval_returns[mode], global_step)
-        print(f"eval: deterministic_return={eval_returns['deterministic']:.2f}  "
-              f"stochastic_return={eval_returns['stochastic']:.2f}")
+    eval_returns = final_evaluation(
+        env, lambda obs, deterministic: actor.get_action(normalize(obs), deterministic)[0].clamp(-1, 1),
+        args, run_name, writer, global_step)
     writer.close()
     return run_name, eval_returns
 

@@ -1,4 +1,4 @@
-"""Headless RGB frames of a task and MP4 videos of them, on any machine (no display, no GPU).
+"""Headless RGB frames of a task, on any machine (no display, no GPU); `wrappers.RecordVideo` makes MP4s of them.
 
 Warp 1.3.3's OpenGL renderer needs a CUDA device, so frames are drawn here with matplotlib's Agg backend: a
 side view (orthographic, along the axis that is neither forward x nor up) of every collision shape of the first
@@ -7,20 +7,8 @@ the first frame), with ground ticks every 0.5 m so that motion shows. Spheres ar
 stadiums, boxes and meshes the outline of their corners or vertices; nearer shapes are drawn over farther ones,
 over "bones" from each body to its parent and its shapes. Rendering reads the simulator state and changes nothing.
 """
-import importlib.util
-import os
-
 import numpy as np
 import warp as wp
-
-VIDEO_PACKAGES = ("imageio", "imageio_ffmpeg")
-
-
-def check_video_support():
-    """Raise a one-line error naming what to install when MP4 writing is not available."""
-    missing = [name for name in VIDEO_PACKAGES if importlib.util.find_spec(name) is None]
-    if missing:
-        raise ValueError(f"--capture-video needs {' and '.join(missing)}: pip install imageio imageio-ffmpeg")
 
 
 def _hull(points):
@@ -152,24 +140,3 @@ class FrameRenderer:
             panel.set_axis_off()
         self.canvas.draw()
         return np.asarray(self.canvas.buffer_rgba())[..., :3].copy()
-
-
-class VideoRecorder:
-    """Frames of `env`'s first envs, one per `capture()`, written to `path` as MP4 at the task's real-time rate."""
-
-    def __init__(self, env, path, num_envs=2):
-        check_video_support()
-        import imageio.v2 as imageio
-
-        self.renderer = FrameRenderer(env.task, num_envs)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self.writer = imageio.get_writer(path, fps=round(1.0 / env.task.frame_dt), codec="libx264",
-                                         macro_block_size=1, ffmpeg_log_level="error")
-        self.frames = 0
-
-    def capture(self):
-        self.writer.append_data(self.renderer.frame())
-        self.frames += 1
-
-    def close(self):
-        self.writer.close()

@@ -1,4 +1,4 @@
-"""RPO's own properties (SPEC §4), each checked against an independent computation."""
+"""RPO's own properties (docs/algorithms.md#rpo), each checked against an independent computation."""
 import math
 
 import pytest
@@ -31,8 +31,8 @@ def test_per_task_coefficients_apply_unless_given_and_bad_clip_ranges_are_refuse
     assert (ant.kl_coef, ant.ent_coef) == (0.25, 0.2)
     assert (rpo_args().kl_coef, rpo_args().ent_coef) == (0.2, 0.2)
     assert rpo.complete_args(rpo.Args(env_id="Ant", kl_coef=0.0)).kl_coef == 0.0  # the no-KL ablation
-    for low, high in ((1.0, 1.0), (-0.1, 1.0), (0.8, -0.5)):
-        with pytest.raises(ValueError, match="--clip-low"):
+    for low, high, flag in ((1.0, 1.0, "--clip-low"), (-0.1, 1.0, "--clip-low"), (0.8, -0.5, "--clip-high")):
+        with pytest.raises(ValueError, match=flag):  # the ratio range [1 - low, 1 + high] must contain 1
             rpo_args(clip_low=low, clip_high=high)
     with pytest.raises(ValueError, match="--update-epochs"):
         rpo_args(update_epochs=0)

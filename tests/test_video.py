@@ -1,4 +1,4 @@
-"""`--capture-video`: MP4s of the final evaluation, rendered headless on the CPU (envs/render.py)."""
+"""`--capture-video`: MP4s of the final evaluation (envs/wrappers.py), rendered headless on the CPU (envs/render.py)."""
 import importlib.util
 
 import imageio.v2 as imageio
@@ -7,13 +7,14 @@ import pytest
 import torch
 from helpers import random_actions
 
-import envs.render
+import envs.wrappers
 import ppo_dflex
 import rpo_continuous_dflex
 import sapo_dflex
 import shac_dflex
 from envs import ENV_IDS, make_env
-from envs.render import FrameRenderer, VideoRecorder
+from envs.render import FrameRenderer
+from envs.wrappers import RecordVideo
 
 SCRIPTS = [shac_dflex, sapo_dflex, rpo_continuous_dflex, ppo_dflex]
 
@@ -23,11 +24,10 @@ def test_a_recorded_video_decodes_with_one_moving_frame_per_step(env_id, tmp_pat
     env = make_env(env_id, 3, requires_grad=False)
     env.reset()
     path = str(tmp_path / "video.mp4")
-    video = VideoRecorder(env, path)
+    recording = RecordVideo(env, path)
     for actions in random_actions(env, 30, seed=1):
-        env.step(actions)
-        video.capture()
-    video.close()
+        recording.step(actions)
+    recording.close()
     reader = imageio.get_reader(path)
     assert reader.get_meta_data()["fps"] == pytest.approx(1.0 / env.task.frame_dt)
     frames = np.stack([frame for frame in reader]).astype(np.float32)
@@ -40,7 +40,7 @@ def test_a_recorded_video_decodes_with_one_moving_frame_per_step(env_id, tmp_pat
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_capture_video_without_the_encoder_is_refused_before_any_simulation(script, monkeypatch):
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(envs.render.importlib.util, "find_spec",
+    monkeypatch.setattr(envs.wrappers.importlib.util, "find_spec",
                         lambda name, *a: None if name == "imageio_ffmpeg" else find_spec(name, *a))
     with pytest.raises(ValueError, match="^--capture-video needs imageio_ffmpeg: pip install imageio imageio-ffmpeg$"):
         script.complete_args(script.Args(env_id="CartPole", capture_video=True))
