@@ -1,10 +1,20 @@
-"""Differentiable DFlex-style tasks from Rewarped behind one API: `make_env(env_id, num_envs, ...)`."""
+"""The code the four scripts share (docs/usage.md#environment-api).
+
+- `make_env(env_id, num_envs, ...)`: a differentiable task (`ENV_IDS`) behind one API, `DiffEnv` (diff_env.py):
+  the paper's DFlex tasks (ant.py, hopper.py, humanoid.py, anymal.py on dflex_task.py, dflex_integrator.py and
+  dflex_inertia.py), Rewarped's others, with Rewarped's flaws fixed (warp_env_fixes.py, featherstone_fix.py,
+  low_memory.py) and loaded quietly (rewarped_loading.py);
+- wrappers.py: `RecordEpisodeStatistics` and `RecordVideo` (frames from render.py), in Gymnasium's idiom;
+- checkpoint.py: checkpoints that resume bit for bit, saved models;
+- experiment.py: the checks, logs, progress line and evaluation around every script's algorithm;
+- gradcheck.py: `python -m envs.gradcheck`, BPTT against finite differences.
+"""
 import importlib
 
 import torch
 
 from .diff_env import DiffEnv
-from .quiet import import_rewarped, quiet_construction
+from .rewarped_loading import import_rewarped, quiet_construction
 
 ENV_IDS = ("Ant", "Hopper", "Humanoid", "Anymal", "HandReorient", "CartPole", "RewarpedAnt", "RewarpedHumanoid")
 
@@ -49,8 +59,8 @@ def make_env(env_id, num_envs, device="cpu", seed=0, requires_grad=True, episode
     `episode_length=None` keeps the task's own time limit. `graph_capture=None` captures the simulation step in
     a CUDA graph on CUDA devices (Warp's CPU backend has none). `low_memory=True` keeps only each step's input
     for the backward pass and recomputes the step there (a second forward pass; gradients as in the normal mode,
-    see README; not with graph capture, which recomputes by itself). `last_action_obs` (Ant, Humanoid, Anymal): whether
-    the observation shows the last action; None does as DFlex did in the paper's runs (shown without gradients,
+    see docs/usage.md#environment-api; not with graph capture, which recomputes by itself). `last_action_obs`
+    (Ant, Humanoid, Anymal): whether the observation shows the last action; None does as DFlex did in the paper's runs (shown without gradients,
     0 with them). The same seed on the same device gives bit-identical rollouts.
     """
     if env_id not in ENV_IDS:
@@ -70,7 +80,7 @@ def make_env(env_id, num_envs, device="cpu", seed=0, requires_grad=True, episode
         graph_capture = False  # the captured step already recomputes its forward in the backward pass
 
     import_rewarped()
-    from .rewarped_fixes import WarpEnvFixes
+    from .warp_env_fixes import WarpEnvFixes
 
     module, name = _TASKS[env_id]
     task_base = getattr(importlib.import_module(module), name)

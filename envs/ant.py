@@ -6,7 +6,7 @@ What differs from Rewarped's Ant (kept as `RewarpedAnt`), each time to match DFl
   (dflex_inertia.py).
 - Joints: armature 0.05 on the hinges and 0 on the root; damping 1 plus DFlex's always-on limit damping 10.
 - Ground contact: DFlex's law and points with the shapes' material (4e4, 1e4, 3e3, mu 0.75), no
-  shape-shape contacts (dflex_step.py).
+  shape-shape contacts (dflex_integrator.py).
 - Actions without Rewarped's sign flip, reward timing and the last-action part of the observation (29:37)
   as DFlex has them (dflex_task.py).
 - Start noise: DFlex draws the root's velocity as a twist directly (Rewarped converts it from the COM's).
@@ -18,9 +18,8 @@ import warp as wp
 from rewarped.envs.dflex.ant import Ant as RewarpedAnt
 
 from .dflex_inertia import set_dflex_inertia
-from .dflex_step import DFlexIntegrator
-from .dflex_task import DFlexTask, free_root_start_noise
-from .edited_assets import parse_edited
+from .dflex_integrator import DFlexIntegrator
+from .dflex_task import DFlexTask, free_root_start_noise, parse_edited
 
 CONTACT = dict(ke=4.0e4, kd=1.0e4, kf=3.0e3, mu=0.75)
 ARMATURE, DAMPING, LIMIT_KE, LIMIT_KD = 0.05, 1.0, 1.0e3, 10.0

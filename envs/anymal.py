@@ -11,7 +11,7 @@ Humanoid. To match DFlex:
 - Y-up, the robot turned -90 degrees about x, at 0.55 m in IsaacGymEnvs' Anymal pose.
 - Masses from the collision shapes at density 1000 (37.25 kg) with DFlex's inertias; armature 0.006 on the
   hinges (DFlex's free joints have none).
-- Joint law (dflex_step.py): tau = 200 a - 85 q - (2 + 10) qd in every substep (AHAC's stiffness 85 and
+- Joint law (dflex_integrator.py): tau = 200 a - 85 q - (2 + 10) qd in every substep (AHAC's stiffness 85 and
   damping 2, plus DFlex's always-on limit damping 10); mass matrix every 16 of the 16 substeps.
 - Ground contact: DFlex's law with the shapes' material (2e3, 5e2, 1e2, mu 0.75), no self-collision.
 - Reward timing, the last-action part of the observation (37:49) and start noise (dflex_task.py); termination
@@ -28,9 +28,8 @@ from rewarped.envs.dflex.utils.torch_utils import normalize, quat_conjugate, qua
 from rewarped.warp_env import WarpEnv
 
 from .dflex_inertia import set_dflex_inertia
-from .dflex_step import DFlexIntegrator
-from .dflex_task import DFlexTask, free_root_start_noise
-from .edited_assets import parse_edited
+from .dflex_integrator import DFlexIntegrator
+from .dflex_task import DFlexTask, free_root_start_noise, parse_edited
 
 JOINT_NAMES = [f"{leg}_{joint}" for leg in ("LF", "RF", "LH", "RH") for joint in ("HAA", "HFE", "KFE")]
 START_JOINT_Q = [0.03, 0.4, -0.8, -0.03, 0.4, -0.8, 0.03, -0.4, 0.8, -0.03, -0.4, 0.8]  # IsaacGymEnvs' Anymal

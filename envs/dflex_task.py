@@ -1,6 +1,6 @@
 """What AHAC's DFlex tasks share beyond their dynamics (github imgeorgiev/DiffRL, `dflex/envs/dflex_env.py`).
 
-`DFlexTask` goes before the Rewarped task class in a task's bases (with DFlexIntegrator, dflex_step.py) and
+`DFlexTask` goes before the Rewarped task class in a task's bases (with DFlexIntegrator, dflex_integrator.py) and
 changes, to match DFlex:
 - actions: clipped and scaled, without the sign flip some Rewarped tasks apply;
 - reward timing: a step is scored from the observation before it (`calculate_reward(self.obs_buf, actions)`
@@ -10,6 +10,8 @@ changes, to match DFlex:
   `last_action_obs` (make_env) chooses, None does as DFlex did.
 """
 import math
+import os
+import tempfile
 import types
 
 import torch
@@ -18,7 +20,7 @@ from rewarped.warp.model_monkeypatch import Model_state
 
 
 class DFlexTask:
-    ground_plane = False  # DFlex's ground contact is part of its substep (dflex_step.py)
+    ground_plane = False  # DFlex's ground contact is part of its substep (dflex_integrator.py)
     last_action_obs = None
     last_action_start = None  # first observation index of the last action, where the observation has one
 
@@ -72,3 +74,14 @@ def free_root_start_noise(task, env_ids):
     joint_q[env_ids, 3:7] = quat_mul(joint_q[env_ids, 3:7], quat_from_angle_axis(angle, axis))
     joint_q[env_ids, 7:] += 0.2 * (torch.rand((n, joint_q.shape[1] - 7), device=device) - 0.5) * 2.0
     joint_qd[env_ids, :] = 0.5 * (torch.rand((n, joint_qd.shape[1]), device=device) - 0.5)
+
+
+def parse_edited(parse, text, filename, builder, contact, **kwargs):
+    """Load an edited copy of one of Rewarped's robot files without touching the installed package: write `text`
+    to `filename` in a temporary folder and load it into `builder` with Warp's `parse` (`wp.sim.parse_mjcf` or
+    `wp.sim.parse_urdf`, which read from a path). `contact` (ke, kd, kf, mu) is the material of every shape."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, filename)
+        with open(path, "w") as f:
+            f.write(text)
+        parse(path, builder, **{f"contact_{name}": value for name, value in contact.items()}, **kwargs)

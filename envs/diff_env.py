@@ -4,7 +4,7 @@ import contextlib
 import torch
 import warp as wp
 
-from .quiet import no_nonleaf_grad_warning
+from .rewarped_loading import no_nonleaf_grad_warning
 
 
 class DiffEnv:

@@ -8,7 +8,7 @@ match DFlex:
   own; so do we, by nesting the torso in two massless bodies that carry one slide each.
 - DFlex's 11 observations are joint_q without x, then joint_qd; Rewarped returns all 12, so its reward and
   termination read the wrong entries.
-- Dynamics (dflex_step.py, dflex_inertia.py): DFlex's inertias, armature 1 on all six joints, damping 2 on the
+- Dynamics (dflex_integrator.py, dflex_inertia.py): DFlex's inertias, armature 1 on all six joints, damping 2 on the
   hinges (0 on the root joints) plus DFlex's always-on limit damping 10 on all six, in every substep; ground
   contact with the shapes' own material (2e4, 2e3, 1e3, mu 0.9) and DFlex's law; the mass matrix every 4
   substeps (AHAC's `MM_caching_frequency` for Hopper).
@@ -23,9 +23,8 @@ import warp as wp
 from rewarped.envs.dflex.hopper import Hopper as RewarpedHopper
 
 from .dflex_inertia import set_dflex_inertia
-from .dflex_step import DFlexIntegrator
-from .dflex_task import DFlexTask
-from .edited_assets import parse_edited
+from .dflex_integrator import DFlexIntegrator
+from .dflex_task import DFlexTask, parse_edited
 
 ARMATURE, LIMIT_KD = 1.0, 10.0
 DAMPING = [0.0, 0.0, 0.0, 2.0, 2.0, 2.0]  # slide x, slide z, hinge (root: MJCF damping 0), thigh, leg, foot

@@ -5,7 +5,7 @@ What differs from Rewarped's Humanoid (kept as `RewarpedHumanoid`), each time to
   massless links; Warp merges them into one universal or compound joint, and for the hips (axes x, z, y)
   that does not reproduce DFlex's motion (0.2 rad apart after one step). DFlex also ignores body
   orientations in the file (0.2 degrees at the waist and pelvis). The robot file is edited for both.
-- Dynamics (dflex_step.py, dflex_inertia.py): DFlex's inertias; each hinge's spring (MJCF stiffness 2-20)
+- Dynamics (dflex_integrator.py, dflex_inertia.py): DFlex's inertias; each hinge's spring (MJCF stiffness 2-20)
   and damping (0.1-5) plus DFlex's always-on limit damping 10, in every substep (Warp's force mode applies
   neither); ground contact with the shapes' own material (2e4, 2e3, 1e3, mu 0.75), DFlex's law, no
   self-collision.
@@ -20,9 +20,8 @@ import warp as wp
 from rewarped.envs.dflex.humanoid import Humanoid as RewarpedHumanoid
 
 from .dflex_inertia import set_dflex_inertia
-from .dflex_step import DFlexIntegrator
-from .dflex_task import DFlexTask, free_root_start_noise
-from .edited_assets import parse_edited
+from .dflex_integrator import DFlexIntegrator
+from .dflex_task import DFlexTask, free_root_start_noise, parse_edited
 
 CONTACT = dict(ke=2.0e4, kd=2.0e3, kf=1.0e3, mu=0.75)
 LIMIT_KD = 10.0

@@ -5,7 +5,8 @@ mass matrices and Jacobians included) and contact arrays until the backward pass
 input tensors (joint_q, joint_qd, joint_act) and nothing else; its backward pass runs the step again on a
 tape, from those inputs, and differentiates that: about one step's memory instead of a horizon's, at the cost
 of a second forward pass (gradient checkpointing, as Rewarped does with CUDA graphs). Rewards are bit-identical;
-gradients too on CartPole, Hopper and Ant, and within 1e-3 of the largest component on Anymal (README).
+gradients too on CartPole, Hopper and Ant, and within 1e-3 of the largest component on Anymal
+(docs/usage.md#environment-api).
 """
 import torch
 import warp as wp

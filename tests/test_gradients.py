@@ -2,13 +2,13 @@
 import pytest
 import warp as wp
 
-from envs.dflex_step import DFlexIntegrator
-from envs.featherstone import FeatherstoneIntegrator
+from envs.dflex_integrator import DFlexIntegrator
+from envs.featherstone_fix import FeatherstoneIntegrator
 from envs.gradcheck import gradient_check, main, tolerance
 
 from rewarped.warp.model_monkeypatch import Model_state
 
-STARTS = (1, 2)  # README's re-check uses other start states (3, 4, 5)
+STARTS = (1, 2)  # docs/gradients.md's re-check uses other start states (3, 4, 5)
 
 
 # Ant scores each step from the state before it (DFlex), so its 1-step return does not depend on the action:
@@ -81,7 +81,7 @@ def test_gradcheck_exits_nonzero_on_a_wrong_gradient_and_zero_on_a_right_one(mon
     """Rewarped's Ant runs on Warp's Featherstone step: with its double-counted contact adjoint back, one
     dimension is 6.3 % off at K = 3 (measured)."""
     assert main(["--env-id", "RewarpedAnt", "--steps", "3", "--starts", "1"]) == 0
-    monkeypatch.setattr("envs.rewarped_fixes.FeatherstoneIntegrator", FeatherstoneIntegrator.__bases__[0])
+    monkeypatch.setattr("envs.warp_env_fixes.FeatherstoneIntegrator", FeatherstoneIntegrator.__bases__[0])
     assert main(["--env-id", "RewarpedAnt", "--steps", "3", "--starts", "1"]) == 1
     assert "FAIL" in capsys.readouterr().out
 

@@ -9,7 +9,7 @@ import torch
 import warp as wp
 
 from envs import make_env
-from envs.dflex_step import dflex_ground_contact, dflex_joint_drive
+from envs.dflex_integrator import dflex_ground_contact, dflex_joint_drive
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 

@@ -9,7 +9,7 @@ import warp as wp
 from rewarped.environment import IntegratorType
 from rewarped.warp_env import WarpEnv
 
-from .featherstone import FeatherstoneIntegrator
+from .featherstone_fix import FeatherstoneIntegrator
 from .low_memory import RecomputedStep
 
 
@@ -27,7 +27,7 @@ class WarpEnvFixes(WarpEnv):
         self.sim_time += self.frame_dt
 
     def create_integrator(self, model):
-        """Rewarped's Featherstone integrator with its double-counted `body_q` adjoint corrected (featherstone.py)."""
+        """Rewarped's Featherstone integrator, its double-counted `body_q` adjoint corrected (featherstone_fix.py)."""
         if self.integrator_type != IntegratorType.FEATHERSTONE:
             return super().create_integrator(model)
         return self.sim_substeps_featherstone, FeatherstoneIntegrator(model, **self.featherstone_settings)

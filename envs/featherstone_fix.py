@@ -5,13 +5,13 @@ then reads it for the contact forces and the inverse dynamics. The previous subs
 written that same array, so it has two writers on the tape: in the backward pass the adjoint that the contact
 and dynamics kernels put into `body_q.grad` is passed on to `joint_q` by both writers, i.e. counted twice.
 Warp's own integrator does the same. On Anymal that made the one-step action gradient 12-63 % wrong; see
-README, "Gradient check".
+docs/gradients.md#what-it-found.
 """
 import copy
 
 import warp as wp
 
-from .quiet import import_rewarped
+from .rewarped_loading import import_rewarped
 
 import_rewarped()  # Rewarped replaces wp.sim.FeatherstoneIntegrator with its fork
 

@@ -15,13 +15,13 @@ It runs Rewarped's Featherstone kernels in DFlex's order, with DFlex's two force
 
 The output state's maximal coordinates (`body_q`, `body_qd`) are not updated, as in DFlex; `eval_fk` them
 before rendering. Each substep writes `body_q` into an array of its own, so that the backward pass counts
-each adjoint once (see featherstone.py).
+each adjoint once (see featherstone_fix.py).
 """
 import numpy as np
 import warp as wp
 from rewarped.warp import integrator_featherstone as fs
 
-from .featherstone import FeatherstoneIntegrator
+from .featherstone_fix import FeatherstoneIntegrator
 
 
 @wp.kernel

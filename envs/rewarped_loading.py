@@ -1,4 +1,5 @@
-"""Keep Rewarped's and Warp's start-up chatter off the console, only while it happens."""
+"""Loading Rewarped, which patches `warp.sim` on import (the tasks depend on it), and building and stepping its
+tasks without their start-up chatter on the console."""
 import contextlib
 import io
 import os

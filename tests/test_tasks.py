@@ -1,4 +1,5 @@
-"""Properties of the two tasks rebuilt in `envs/` (Hopper, Anymal): layout, reward, stability, BPTT gradients."""
+"""Task behaviour beyond the DFlex trajectories of test_parity.py: long-run stability, reward and termination
+formulas, start poses and finite BPTT gradients (Hopper, Anymal)."""
 import math
 
 import pytest
@@ -102,7 +103,7 @@ def test_anymal_reward_and_termination_follow_ahac():
 
 def test_anymal_stays_up_for_300_steps_with_zero_action():
     """With tau = -85 q - 12 qd alone the legs give way and the robot settles onto its knee drives at
-    about 0.31 m (README, Anymal); it must get there without falling over or ending an episode."""
+    about 0.31 m (docs/tasks.md#anymal); it must get there without falling over or ending an episode."""
     env = make_env("Anymal", 16, requires_grad=False)
     env.reset()
     obs, _, terminated, nan_resets = run(env, torch.zeros(300, 16, 12))
