@@ -1,7 +1,7 @@
 """Train AHAC's own SHAC on AHAC's own DFlex task: the reference that our SHAC on our Ant is compared with.
 
 Nothing of AHAC's is part of this repository. Point PYTHONPATH at the `dflex` and `src` folders of a checkout of
-github imgeorgiev/DiffRL (README, "Tasks" says what DFlex needs) and give the checkout with --diffrl:
+github imgeorgiev/DiffRL (docs/tasks.md#ant says what DFlex needs) and give the checkout with --diffrl:
 
     PYTHONPATH=$DIFFRL/dflex:$DIFFRL/src python benchmark/ahac_shac.py --diffrl $DIFFRL --env-id Ant --seed 1 \
         --total-timesteps 1000000 --logdir runs/ahac_shac_Ant_1

@@ -1,12 +1,13 @@
-"""What RPO's extra critic passes cost, and how much of that no implementation of SPEC avoids.
+"""What RPO's extra critic passes cost, and how much of that no implementation of the algorithm avoids.
 
     python benchmark/critic_floor.py --env-id Ant --num-envs 32
 
-RPO trains its two critics for 32 passes over each rollout, SHAC and SAPO for 16 (SPEC §1, §4). This times the
-16 extra passes of the scripts' own critic update (both critics, 4 minibatches of the H·N samples, clipping,
-AdamW) on random data of the rollout's shape, then the matrix products of those passes alone, and prints their
-FLOPs. The extra passes and RPO's 5 policy epochs make the gap between RPO's and SHAC's "network updates"
-columns of `benchmark/speed.py`; the matrix products are the part of it that is fixed by SPEC's network sizes.
+RPO trains its two critics for 32 passes over each rollout, SHAC and SAPO for 16
+(docs/algorithms.md#critic-training). This times the 16 extra passes of the scripts' own critic update (both
+critics, 4 minibatches of the H·N samples, clipping, AdamW) on random data of the rollout's shape, then the
+matrix products of those passes alone, and prints their FLOPs. The extra passes and RPO's 5 policy epochs make
+the gap between RPO's and SHAC's "network updates" columns of `benchmark/speed.py`; the matrix products are the
+part of it that is fixed by the specified network sizes.
 """
 import argparse
 import os
@@ -58,7 +59,7 @@ def main():
     parser.add_argument("--env-id", default="Ant")
     parser.add_argument("--num-envs", type=int, default=32)
     parser.add_argument("--horizon", type=int, default=32)
-    parser.add_argument("--extra-passes", type=int, default=16, help="RPO's passes minus SHAC's (SPEC: 32 - 16)")
+    parser.add_argument("--extra-passes", type=int, default=16, help="RPO's passes minus SHAC's (32 - 16)")
     parser.add_argument("--num-minibatches", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--repeats", type=int, default=3, help="timings of which the fastest is printed")

@@ -8,6 +8,13 @@ charts/episodic_return (one point per finished episode, averaged where several e
 against env steps, mean ± std over seeds, one line per experiment. The Markdown file has
 the final deterministic and stochastic evaluation returns (mean ± std over seeds) in the layout of the RPO
 paper's Table 1, with the paper's deterministic numbers beside ours.
+
+`--kl` adds the RPO paper's Figure 1 measure below the returns: losses/kl (the mean over the rollout's states of
+KL(pi_before || pi_after), the actor before and after the iteration's policy update) and losses/kl_max (its
+largest per-state value), against env steps on a log scale, mean ± std over seeds, for the runs that log them
+(SHAC, SAPO, RPO):
+
+    python benchmark/curves.py --kl --only sapo_dflex rpo_continuous_dflex --out runs/figure1.png
 """
 import argparse
 import os
@@ -22,7 +29,9 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only bac
 
 ALGORITHMS = {"ppo_dflex": "PPO", "shac_dflex": "SHAC", "sapo_dflex": "SAPO", "rpo_continuous_dflex": "RPO"}
 TASKS = ["HandReorient", "Hopper", "Ant", "Humanoid", "Anymal", "CartPole"]
-# The RPO paper's Table 1 (deterministic evaluation, mean ± std over seeds), as restated in SPEC.md §6
+KL_TAGS = ("losses/kl", "losses/kl_max")  # per iteration, logged by SHAC, SAPO and RPO
+# The RPO paper's Table 1 (deterministic evaluation, mean ± std over seeds), as docs/algorithms.md#hyperparameters
+# restates it
 PAPER_TABLE_1 = {
     "PPO": {"HandReorient": "20.32 ± 13.55", "Hopper": "3977.85 ± 159.95", "Ant": "4188.62 ± 908.43",
             "Humanoid": "2224.96 ± 551.07", "Anymal": "10211.84 ± 2153.12"},
@@ -55,6 +64,8 @@ def load_runs(runs_dir, only=None):
             "seed": int(parts[2]),
             "steps": steps,
             "returns": np.asarray(returns),
+            **{tag: (np.array([e.step for e in accumulator.Scalars(tag)]),
+                     np.array([e.value for e in accumulator.Scalars(tag)])) for tag in KL_TAGS if tag in tags},
             "deterministic": accumulator.Scalars("eval/deterministic_return")[-1].value,
             "stochastic": accumulator.Scalars("eval/stochastic_return")[-1].value,
         })
@@ -89,25 +100,37 @@ def label(exp_name):
     return exp_name
 
 
-def plot(experiments, path):
+def curve_band(ax, runs, series, color, label):
+    """Mean ± std over `runs` of `series(run)` = (steps, values), on the env steps that all runs cover."""
+    runs = [run for run in runs if len(series(run)[0])]
+    if not runs:
+        return
+    grid = np.linspace(max(series(run)[0][0] for run in runs), min(series(run)[0][-1] for run in runs), 200)
+    mean, std = mean_std(np.stack([np.interp(grid, *series(run)) for run in runs]))
+    ax.plot(grid, mean, color=color, label=f"{label} ({len(runs)} seeds)")
+    ax.fill_between(grid, mean - std, mean + std, color=color, alpha=0.2)
+
+
+def plot(experiments, path, kl=False):
     tasks = tasks_of(experiments)
     colors = {exp_name: f"C{i}" for i, exp_name in enumerate(sorted({e for _, e in experiments}, key=order))}
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        for (env_id, exp_name), runs in sorted(experiments.items(), key=lambda item: order(item[0][1])):
-            runs = [run for run in runs if len(run["steps"])]
-            if env_id != task or not runs:
-                continue
-            grid = np.linspace(max(run["steps"][0] for run in runs), min(run["steps"][-1] for run in runs), 200)
-            curves = np.stack([np.interp(grid, run["steps"], run["returns"]) for run in runs])
-            mean, std = mean_std(curves)
-            ax.plot(grid, mean, color=colors[exp_name], label=f"{label(exp_name)} ({len(runs)} seeds)")
-            ax.fill_between(grid, mean - std, mean + std, color=colors[exp_name], alpha=0.2)
-        ax.set_title(task)
-        ax.set_xlabel("env steps")
-        ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
-        ax.set_ylabel("episodic return")
-        ax.legend()
+    rows = [("episodic return", lambda run: (run["steps"], run["returns"]))]
+    if kl:
+        rows += [(tag, lambda run, tag=tag: run.get(tag, ([], []))) for tag in KL_TAGS]
+    fig, axes = plt.subplots(len(rows), len(tasks), figsize=(5 * len(tasks), 4 * len(rows)), squeeze=False)
+    for row, (ylabel, series) in enumerate(rows):
+        for ax, task in zip(axes[row], tasks):
+            for (env_id, exp_name), runs in sorted(experiments.items(), key=lambda item: order(item[0][1])):
+                if env_id == task:
+                    curve_band(ax, runs, series, colors[exp_name], label(exp_name))
+            ax.set_title(task)
+            ax.set_xlabel("env steps")
+            ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
+            ax.set_ylabel(ylabel)
+            if row > 0:
+                ax.set_yscale("log")  # spikes of the KL span orders of magnitude
+            if ax.lines:
+                ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
@@ -139,11 +162,12 @@ def main():
     parser.add_argument("--only", nargs="*", help="exp_names to include (default: all)")
     parser.add_argument("--out", default="runs/curves.png", help="the PNG of the learning curves")
     parser.add_argument("--table", default="runs/results.md", help="the Markdown table of final returns")
+    parser.add_argument("--kl", action="store_true", help="add the rows of losses/kl and losses/kl_max (Figure 1)")
     args = parser.parse_args()
     experiments = load_runs(args.runs_dir, args.only)
     if not experiments:
         raise SystemExit(f"error: no finished runs under {args.runs_dir}/ (a run counts once its evaluation is logged)")
-    plot(experiments, args.out)
+    plot(experiments, args.out, args.kl)
     with open(args.table, "w") as f:
         f.write(table(experiments))
     print(table(experiments))

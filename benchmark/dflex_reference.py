@@ -1,7 +1,7 @@
 """Record reference trajectories from AHAC's DFlex tasks, for the parity tests (tests/data/dflex_*.npz).
 
 DFlex is not a dependency: point PYTHONPATH at the `dflex` folder of a checkout of github imgeorgiev/DiffRL
-(README, "Tasks" says how to run it) and run, from the repository root:
+(docs/tasks.md#ant says how to run it) and run, from the repository root:
 
     python benchmark/dflex_reference.py --env-id Ant --out tests/data/dflex_ant.npz
 

@@ -14,7 +14,7 @@ simulator. Peak memory is the resident set size of each process (host memory; on
 memory is not included).
 
 `--dflex PATH` adds a "DFlex" row: the bare loop on AHAC's own DFlex task (the `dflex` folder of a checkout
-of github imgeorgiev/DiffRL; README, "Tasks"), for the paper's tasks Ant, Hopper, Humanoid and Anymal:
+of github imgeorgiev/DiffRL; docs/tasks.md#ant), for the paper's tasks Ant, Hopper, Humanoid and Anymal:
 
     python benchmark/speed.py --env-id Ant --num-envs 32 --algorithms bare DFlex --dflex /path/to/DiffRL/dflex
 """

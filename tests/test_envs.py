@@ -1,4 +1,5 @@
-"""Properties of `envs.make_env`: the API contract and each fix to Rewarped 1.3.3 (see README)."""
+"""Properties of `envs.make_env`: the API contract and each fix to Rewarped 1.3.3
+(docs/tasks.md#what-envs-fixes-in-rewarped-133)."""
 import math
 import subprocess
 import sys

@@ -1,4 +1,4 @@
-"""PPO's own properties (SPEC §5), each checked against an independent computation."""
+"""PPO's own properties (docs/algorithms.md#ppo), each checked against an independent computation."""
 import math
 
 import pytest

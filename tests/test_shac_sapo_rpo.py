@@ -11,7 +11,7 @@ from helpers import random_episode_flags, record_env_steps
 import rpo_continuous_dflex
 import sapo_dflex
 import shac_dflex
-from envs.quiet import import_rewarped
+from envs.rewarped_loading import import_rewarped
 
 SCRIPTS = [shac_dflex, sapo_dflex, rpo_continuous_dflex]
 
@@ -86,7 +86,7 @@ def test_squashed_normal_log_prob_matches_change_of_variables(script):
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_rollout_bootstraps_with_the_value_of_the_state_after_each_step(script, tmp_path, monkeypatch):
     """With identity normalisation the critics must see info["final_obs"] of every step: the state after the
-    step, before any reset (SPEC §1, step 3), never the state the step started from."""
+    step, before any reset (docs/algorithms.md#rollout), never the state the step started from."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(script.ObsNormalizer, "frozen", lambda self: (lambda obs: obs))
     steps = record_env_steps(monkeypatch, script)
