@@ -409,7 +409,7 @@ def main(args):
         b_obs = obs_storage.reshape(-1, env.num_obs)
         b_u = u_storage.reshape(-1, env.num_actions)
         b_action_grads = action_grads.reshape(-1, env.num_actions)
-        with torch.no_grad():  # pi_old: the policy that sampled u, i.e. the actor before the first epoch
+        with torch.no_grad():  # pi_before (pi_old): the actor that collected the rollout, before the first epoch
             old_mean, old_log_std = actor(b_obs)
         clipfracs, surrogates, ratio_maxes = [], [], []
         for _ in range(args.update_epochs):
@@ -425,8 +425,8 @@ def main(args):
             surrogates.append(stats["surrogate"].item())
             ratio_maxes.append(stats["ratio"].max().item())
         nonfinite.check(torch.isfinite(grad_norm), iteration)  # the remaining epochs were skipped, reported
-        with torch.no_grad():
-            kl_after = gaussian_kl(old_mean, old_log_std, *actor(b_obs)).mean()
+        with torch.no_grad():  # KL(pi_before || pi_after) per state, eq. (20): the paper's Figure 1 measure
+            kl = gaussian_kl(old_mean, old_log_std, *actor(b_obs))
 
         # Temperature: entropy above the target shrinks alpha, eq. (13)
         mean_entropy = torch.stack(entropies).mean()
@@ -461,9 +461,10 @@ def main(args):
         writer.add_scalar("losses/value_loss", np.mean(value_losses), global_step)
         writer.add_scalar("losses/grad_norm", grad_norm.item(), global_step)
         writer.add_scalar("losses/skipped_updates", nonfinite.skipped, global_step)
+        writer.add_scalar("losses/kl", kl.mean().item(), global_step)
+        writer.add_scalar("losses/kl_max", kl.max().item(), global_step)
         writer.add_scalar("losses/entropy", mean_entropy.item(), global_step)
         writer.add_scalar("losses/alpha", alpha.item(), global_step)
-        writer.add_scalar("losses/kl", kl_after.item(), global_step)
         writer.add_scalar("losses/clipfrac", np.mean(clipfracs or [np.nan]), global_step)
         writer.add_scalar("losses/ratio_max", np.max(ratio_maxes or [np.nan]), global_step)
         writer.add_scalar("losses/action_grad_norm", action_grads.norm().item(), global_step)

@@ -159,6 +159,13 @@ def squashed_normal_log_prob(u, mean, log_std):
     return (gaussian - log_det_jacobian).sum(-1)
 
 
+def gaussian_kl(mean_old, log_std_old, mean, log_std):
+    """Eq. (20), the paper's Eq. 9: KL(N_old || N) in closed form, summed over action dims. tanh is invertible, so
+    this is also the KL between the squashed policies."""
+    var_old, var = (2 * log_std_old).exp(), (2 * log_std).exp()
+    return (log_std - log_std_old + (var_old + (mean_old - mean) ** 2) / (2 * var) - 0.5).sum(-1)
+
+
 class Actor(nn.Module):
     def __init__(self, num_obs, num_actions, hidden):
         super().__init__()
@@ -346,9 +353,14 @@ def main(args):
         del objective, step_rewards, step_values, obs, action, entropy, reward, info
         sim_s = time.time() - sim_start
         update_start = time.time()
+        b_obs = obs_storage.reshape(-1, env.num_obs)
+        with torch.no_grad():  # pi_before: the actor that collected the rollout
+            old_mean, old_log_std = actor(b_obs)
         grad_norm = nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm)
         if nonfinite.check(torch.isfinite(grad_norm), iteration):  # else: skipped and reported
             actor_optimizer.step()
+        with torch.no_grad():  # KL(pi_before || pi_after) per state, eq. (20): the paper's Figure 1 measure
+            kl = gaussian_kl(old_mean, old_log_std, *actor(b_obs))
 
         # Temperature: entropy above the target shrinks alpha, eq. (13)
         mean_entropy = torch.stack(entropies).mean()
@@ -360,7 +372,6 @@ def main(args):
         # Critics: TD(lambda) targets, MSE of both critics, minibatches over the flattened rollout (eqs. 8-9)
         targets = td_lambda_targets(rewards, next_values, terminations, truncations, args.gamma, args.td_lambda)
         targets = targets.flatten()
-        b_obs = obs_storage.reshape(-1, env.num_obs)
         minibatch_size = args.batch_size // args.num_minibatches
         value_losses = []
         for _ in range(args.critic_iterations):
@@ -384,6 +395,8 @@ def main(args):
         writer.add_scalar("losses/value_loss", np.mean(value_losses), global_step)
         writer.add_scalar("losses/grad_norm", grad_norm.item(), global_step)
         writer.add_scalar("losses/skipped_updates", nonfinite.skipped, global_step)
+        writer.add_scalar("losses/kl", kl.mean().item(), global_step)
+        writer.add_scalar("losses/kl_max", kl.max().item(), global_step)
         writer.add_scalar("losses/entropy", mean_entropy.item(), global_step)
         writer.add_scalar("losses/alpha", alpha.item(), global_step)
         writer.add_scalar("perf/sim_s", sim_s, global_step)

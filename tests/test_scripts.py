@@ -45,16 +45,15 @@ def scalars_of(run_dir):
     return {tag: [event.value for event in events] for tag, events in events_of(run_dir).items()}
 
 
-SHAC_TAGS = {
+COMMON_TAGS = {
     "charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/learning_rate", "losses/actor_loss",
     "losses/value_loss", "losses/grad_norm", "losses/skipped_updates", "perf/sim_s", "perf/update_s",
     "eval/deterministic_return", "eval/stochastic_return", "charts/episodes_ended",
 }
+SHAC_TAGS = COMMON_TAGS | {"losses/kl", "losses/kl_max"}
 SAPO_TAGS = SHAC_TAGS | {"losses/entropy", "losses/alpha"}
-RPO_TAGS = SAPO_TAGS | {
-    "losses/kl", "losses/clipfrac", "losses/ratio_max", "losses/action_grad_norm", "losses/surrogate",
-}
-PPO_TAGS = SHAC_TAGS | {"losses/approx_kl", "losses/clipfrac", "losses/entropy"}
+RPO_TAGS = SAPO_TAGS | {"losses/clipfrac", "losses/ratio_max", "losses/action_grad_norm", "losses/surrogate"}
+PPO_TAGS = COMMON_TAGS | {"losses/approx_kl", "losses/clipfrac", "losses/entropy"}
 EXPECTED_TAGS = {shac_dflex: SHAC_TAGS, sapo_dflex: SAPO_TAGS, rpo_continuous_dflex: RPO_TAGS, ppo_dflex: PPO_TAGS}
 
 

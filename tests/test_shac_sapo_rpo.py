@@ -146,3 +146,56 @@ def test_the_previous_iterations_graph_is_gone_when_the_next_rollout_starts(scri
     script.main(script.Args(exp_name="graph", env_id="CartPole", num_envs=4, horizon=8, total_timesteps=96,
                             episode_length=5, cuda=False, evaluate=False))
     assert len(tapes) == 3 * 8 and alive == [0, 0, 0]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_gaussian_kl_equals_torchs_closed_form_and_is_zero_between_equal_policies(script):
+    g = torch.Generator().manual_seed(5)
+    mean_old, mean = torch.randn(6, 3, generator=g), torch.randn(6, 3, generator=g)
+    log_std_old, log_std = torch.randn(6, 3, generator=g) * 0.5, torch.randn(6, 3, generator=g) * 0.5
+    expected = torch.distributions.kl_divergence(torch.distributions.Normal(mean_old, log_std_old.exp()),
+                                                 torch.distributions.Normal(mean, log_std.exp())).sum(-1)
+    torch.testing.assert_close(script.gaussian_kl(mean_old, log_std_old, mean, log_std), expected)
+    assert torch.equal(script.gaussian_kl(mean, log_std, mean, log_std), torch.zeros(6))
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("shift", [0.0, 0.3])
+def test_logged_kl_is_the_closed_form_kl_of_the_policy_update(script, shift, tmp_path, monkeypatch):
+    """An actor whose log-std is 0 in every state and whose optimiser step only adds `shift` to it: every update
+    multiplies sigma by e^shift and leaves the mean, so KL(pi_before || pi_after) is
+    A * (shift + (e^(-2 shift) - 1) / 2) in every state, and 0 when the update changes nothing."""
+    from test_scripts import scalars_of, tiny_cartpole_args
+
+    monkeypatch.chdir(tmp_path)
+    actors = []
+
+    class KnownActor(script.Actor):
+        def __init__(self, *args):
+            super().__init__(*args)
+            torch.nn.init.zeros_(self.log_std.weight)
+            torch.nn.init.zeros_(self.log_std.bias)
+            actors.append(self)
+
+    adamw_step = torch.optim.AdamW.step
+
+    def step(self, closure=None):
+        if any(p is actors[0].log_std.bias for p in self.param_groups[0]["params"]):
+            with torch.no_grad():
+                actors[0].log_std.bias += shift
+        else:
+            adamw_step(self, closure)
+
+    monkeypatch.setattr(script, "Actor", KnownActor)
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    epochs = {"update_epochs": 1} if script is rpo_continuous_dflex else {}
+    run_name, _ = script.main(tiny_cartpole_args(script, "kl", evaluate=False, **epochs))
+    scalars = scalars_of(tmp_path / "runs" / run_name)
+    num_actions = 1  # CartPole
+    expected = num_actions * (shift + (math.exp(-2 * shift) - 1) / 2)
+    for tag in ("losses/kl", "losses/kl_max"):
+        assert len(scalars[tag]) == 2  # one per iteration
+        if shift == 0:
+            assert scalars[tag] == [0.0, 0.0], tag
+        else:
+            assert scalars[tag] == pytest.approx([expected, expected], rel=1e-5), tag
