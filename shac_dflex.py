@@ -25,7 +25,7 @@ ACTOR_HIDDEN = {"HandReorient": (512, 256), "CartPole": (64, 64)}
 CRITIC_HIDDEN = {"HandReorient": (256, 256), "CartPole": (64, 64)}
 DEFAULT_HIDDEN = (400, 200, 100)
 SCRIPT = os.path.basename(__file__)
-RESUME_MUST_MATCH = ("env_id", "num_envs", "horizon", "actor_hidden", "critic_hidden")
+RESUME_MUST_MATCH = ("env_id", "num_envs", "sim_workers", "horizon", "actor_hidden", "critic_hidden")
 
 
 @dataclass
@@ -64,6 +64,8 @@ class Args:
     """the number of parallel environments (default: the paper's value for the task)"""
     episode_length: Optional[int] = None
     """the task's time limit in steps (default: the task's own)"""
+    sim_workers: int = 1
+    """the number of simulations the envs are split over, stepped in parallel threads on the CPU"""
     low_memory: bool = False
     """keep only each step's input for the backward pass and recompute the step there (less memory, more time)"""
     total_timesteps: int = 8_000_000
@@ -108,9 +110,7 @@ class Args:
 
 def complete_args(args):
     """Fill per-task defaults and derived sizes; refuse impossible values before any simulation starts."""
-    check_run_args(args, SCRIPT)  # env id, --track, --eval-model (and its network sizes), --capture-video, ...
-    if args.num_envs is None:
-        args.num_envs = PAPER_NUM_ENVS[args.env_id]
+    check_run_args(args, SCRIPT, PAPER_NUM_ENVS)  # env id, --num-envs, --sim-workers, --eval-model, --track, ...
     args.actor_hidden = tuple(args.actor_hidden or ACTOR_HIDDEN.get(args.env_id, DEFAULT_HIDDEN))
     args.critic_hidden = tuple(args.critic_hidden or CRITIC_HIDDEN.get(args.env_id, DEFAULT_HIDDEN))
     check_ranges(args, at_least_one=("num_envs", "horizon", "critic_iterations", "num_minibatches",
@@ -253,7 +253,7 @@ def main(args):
 
     # env setup
     env = make_env(args.env_id, args.num_envs, str(device), args.seed, episode_length=args.episode_length,
-                   low_memory=args.low_memory)
+                   low_memory=args.low_memory, sim_workers=args.sim_workers)
     env = RecordEpisodeStatistics(env)
 
     actor = Actor(env.num_obs, env.num_actions, args.actor_hidden).to(device)

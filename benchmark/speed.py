@@ -56,7 +56,7 @@ def bare_simulator(args):
         env.reset()
         start_horizon = env.initialize_trajectory  # DFlex's clear_grad
     else:
-        env = make_env(args.env_id, args.num_envs, device, args.seed)
+        env = make_env(args.env_id, args.num_envs, device, args.seed, sim_workers=args.sim_workers[0])
         env.reset()
         start_horizon = env.clear_grad
     generator = torch.Generator(device).manual_seed(args.seed)
@@ -73,16 +73,18 @@ def bare_simulator(args):
     print(json.dumps(seconds))
 
 
-def run(job, args, tag):
-    """Run one job for warmup + iterations iterations; returns the per-iteration seconds of simulation (fwd+bwd)
-    and of network updates, and the peak RSS in GiB."""
+def run(job, sim_workers, args, tag):
+    """Run one job for warmup + iterations iterations with its envs in `sim_workers` simulations; returns the
+    per-iteration seconds of simulation (fwd+bwd) and of network updates, and the peak RSS in GiB."""
     common = ["--env-id", args.env_id, "--num-envs", str(args.num_envs), "--horizon", str(args.horizon),
               "--seed", str(args.seed), "--cuda" if args.cuda else "--no-cuda"]
+    if job != "DFlex":
+        common += ["--sim-workers", str(sim_workers)]
     if job in ("bare", "DFlex"):
         command = [sys.executable, os.path.abspath(__file__), "--bare", "--iterations", str(args.iterations),
                    "--warmup", str(args.warmup)] + common + (["--dflex", args.dflex] if job == "DFlex" else [])
     else:
-        exp_name = f"speed_{job.lower()}_{tag}"
+        exp_name = f"speed_{job.lower()}_p{sim_workers}_{tag}"
         steps = args.num_envs * args.horizon * (args.warmup + args.iterations)
         command = [sys.executable, SCRIPTS[job], "--total-timesteps", str(steps), "--exp-name", exp_name,
                    "--no-evaluate"] + common
@@ -124,6 +126,8 @@ def main():
                         help="what to measure; bare: the simulator alone; DFlex: AHAC's simulator alone")
     parser.add_argument("--dflex", help="path of DFlex's source (the dflex folder of imgeorgiev/DiffRL)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--sim-workers", type=int, nargs="+", default=[1],
+                        help="measure every job with its envs split over each of these numbers of simulations")
     parser.add_argument("--cuda", action=argparse.BooleanOptionalAction, default=False, help="use the GPU")
     parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)  # run as the bare-simulator job
     args = parser.parse_args()
@@ -136,37 +140,44 @@ def main():
 
     tag = str(int(time.time()))
     with ThreadPoolExecutor(args.workers) as pool:
-        jobs = [job for job in JOBS if job in args.algorithms]
-        results = dict(zip(jobs, pool.map(lambda job: run(job, args, tag), jobs)))
+        jobs = [(job, p) for job in JOBS if job in args.algorithms
+                for p in (args.sim_workers if job != "DFlex" else [1])]
+        results = dict(zip(jobs, pool.map(lambda job: run(*job, args, tag), jobs)))
 
     steps = args.num_envs * args.horizon
     print(f"{args.env_id}, num_envs {args.num_envs}, horizon {args.horizon}, iterations {args.warmup + 1}-"
           f"{args.warmup + args.iterations} from scratch, {min(args.workers, len(jobs))} at a time, "
           f"{args.threads} torch thread(s) "
-          f"each, {'cuda' if args.cuda else 'cpu'}\n")
-    print("| algorithm | env-steps/s | s per iteration | simulation fwd+bwd (s) | network updates (s) | "
+          f"each, {'cuda' if args.cuda else 'cpu'}; P: the number of simulations the envs are split over\n")
+    print("| algorithm | P | env-steps/s | s per iteration | simulation fwd+bwd (s) | network updates (s) | "
           "(iteration − simulation) ÷ iteration | overhead over bare (s) | last ÷ first quarter | "
           "peak memory (GiB) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     rows = {}
     for job, (sim, update, peak_gib) in results.items():
         sim, update = sim[args.warmup:], update[args.warmup:]
         rows[job] = statistics.mean(sim), statistics.mean(update), [a + b for a, b in zip(sim, update)], peak_gib
     iteration_s = {job: statistics.mean(times) for job, (_, _, times, _) in rows.items()}
-    for job, (sim_s, update_s, times, peak_gib) in rows.items():
+    for (job, p), (sim_s, update_s, times, peak_gib) in rows.items():
         quarter = max(1, len(times) // 4)
         slowdown = statistics.mean(times[-quarter:]) / statistics.mean(times[:quarter])
-        overhead = "—" if "bare" not in iteration_s or job in ("PPO", "DFlex") else \
-            f"{iteration_s[job] - iteration_s['bare']:.2f}"
+        overhead = "—" if ("bare", p) not in iteration_s or job in ("PPO", "DFlex") else \
+            f"{iteration_s[job, p] - iteration_s['bare', p]:.2f}"
         label = {"bare": "bare simulator", "DFlex": "DFlex simulator (AHAC)"}.get(job, job)
-        print(f"| {label} | {steps / iteration_s[job]:.0f} | "
-              f"{iteration_s[job]:.2f} | {sim_s:.2f} | {update_s:.2f} | {update_s / iteration_s[job]:.3f} | "
+        print(f"| {label} | {p} | {steps / iteration_s[job, p]:.0f} | "
+              f"{iteration_s[job, p]:.2f} | {sim_s:.2f} | {update_s:.2f} | {update_s / iteration_s[job, p]:.3f} | "
               f"{overhead} | {slowdown:.3f} | {peak_gib:.2f} |")
-    if "RPO" in iteration_s and "SHAC" in iteration_s:
-        print(f"\nRPO ÷ SHAC seconds per iteration: {iteration_s['RPO'] / iteration_s['SHAC']:.3f}")
-    if "DFlex" in iteration_s and "bare" in iteration_s:
-        print(f"Ours ÷ DFlex simulator seconds per iteration: {iteration_s['bare'] / iteration_s['DFlex']:.3f}")
-    if "PPO" in iteration_s:
+    first = args.sim_workers[0]
+    if ("RPO", first) in iteration_s and ("SHAC", first) in iteration_s:
+        print(f"\nRPO ÷ SHAC seconds per iteration (P={first}): "
+              f"{iteration_s['RPO', first] / iteration_s['SHAC', first]:.3f}")
+    if ("DFlex", 1) in iteration_s and ("bare", 1) in iteration_s:
+        print(f"Ours ÷ DFlex simulator seconds per iteration: {iteration_s['bare', 1] / iteration_s['DFlex', 1]:.3f}")
+    for job in dict.fromkeys(job for job, _ in iteration_s):
+        for p in args.sim_workers[1:]:
+            if (job, p) in iteration_s:
+                print(f"{job}: P={p} is {iteration_s[job, first] / iteration_s[job, p]:.2f} x as fast as P={first}")
+    if any(job == "PPO" for job, _ in iteration_s):
         print("PPO's simulation runs forward only (no gradients).")
 
 

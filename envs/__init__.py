@@ -51,17 +51,34 @@ def _check_device(device):
     return f"cuda:{index}"
 
 
+def check_sim_workers(sim_workers, num_envs, device="cpu"):
+    """Refuse a number of simulations that cannot split `num_envs` envs on `device`, naming the fix."""
+    if isinstance(sim_workers, bool) or not isinstance(sim_workers, int) or sim_workers < 1:
+        raise ValueError(f"--sim-workers must be a positive integer, got {sim_workers!r}")
+    if sim_workers > 1 and not str(device).startswith("cpu"):
+        raise ValueError(f"--sim-workers {sim_workers} splits the CPU simulation over threads; on {device} one "
+                         "simulation runs all envs in parallel already: use --sim-workers 1")
+    if num_envs % sim_workers:
+        raise ValueError(f"--sim-workers {sim_workers} must divide --num-envs {num_envs} (each simulation gets "
+                         "the same number of envs)")
+
+
 def make_env(env_id, num_envs, device="cpu", seed=0, requires_grad=True, episode_length=None, graph_capture=None,
-             low_memory=False, last_action_obs=None):
+             low_memory=False, last_action_obs=None, sim_workers=1):
     """Build `num_envs` parallel copies of task `env_id` (one of `ENV_IDS`) and return a `DiffEnv`.
+
+    `sim_workers=P > 1` (CPU only) splits the envs over P simulations of num_envs / P envs each, stepped forward
+    and backward in P threads, behind the same API (`ShardedEnv`, sharded_env.py); shard k draws its own random
+    stream (`shard_seed`), so a run is reproducible for a fixed P, and P changes the random start states.
 
     `requires_grad=False` builds the simulator without its backward pass (faster, flat memory: for PPO).
     `episode_length=None` keeps the task's own time limit. `graph_capture=None` captures the simulation step in
     a CUDA graph on CUDA devices (Warp's CPU backend has none). `low_memory=True` keeps only each step's input
     for the backward pass and recomputes the step there (a second forward pass; gradients as in the normal mode,
     see docs/usage.md#environment-api; not with graph capture, which recomputes by itself). `last_action_obs`
-    (Ant, Humanoid, Anymal): whether the observation shows the last action; None does as DFlex did in the paper's runs (shown without gradients,
-    0 with them). The same seed on the same device gives bit-identical rollouts.
+    (Ant, Humanoid, Anymal): whether the observation shows the last action; None does as DFlex did in the
+    paper's runs (shown without gradients, 0 with them). The same seed on the same device gives bit-identical
+    rollouts.
     """
     if env_id not in ENV_IDS:
         raise ValueError(f"unknown env id {env_id!r}; known ids: {', '.join(ENV_IDS)}")
@@ -78,6 +95,13 @@ def make_env(env_id, num_envs, device="cpu", seed=0, requires_grad=True, episode
         raise ValueError("graph_capture=True needs a CUDA device; leave it None on the CPU")
     if low_memory and graph_capture:
         graph_capture = False  # the captured step already recomputes its forward in the backward pass
+    check_sim_workers(sim_workers, num_envs, device)
+    if sim_workers > 1:
+        from .sharded_env import ShardedEnv, shard_seed
+
+        return ShardedEnv([make_env(env_id, num_envs // sim_workers, device, shard_seed(seed, k),
+                                    requires_grad, episode_length, graph_capture, low_memory, last_action_obs)
+                           for k in range(sim_workers)])
 
     import_rewarped()
     from .warp_env_fixes import WarpEnvFixes

@@ -70,7 +70,7 @@ def check_checkpoint(args, script, must_match):
     if saved["script"] != script:
         raise ValueError(f"--resume {args.resume} is a checkpoint of {saved['script']}; resume it with that script")
     for name in must_match:
-        if saved["args"][name] != getattr(args, name):
+        if saved["args"].get(name) != getattr(args, name):
             flag = "--" + name.replace("_", "-")
             raise ValueError(f"--resume {args.resume} was saved with {flag} {saved['args'][name]}, this run has "
                              f"{flag} {getattr(args, name)}; run with the checkpoint's value")

@@ -106,15 +106,26 @@ class DiffEnv:
         self._rng_state = state["rng_state"].clone()
 
     def step(self, actions):
+        self.begin_step(actions)
+        with no_nonleaf_grad_warning():
+            self.task.do_physics_step()
+        return self.end_step()
+
+    def begin_step(self, actions):
+        """The part of `step` before the physics: the actions into the simulator's control."""
         if actions.shape != (self.num_envs, self.num_actions):
             raise ValueError(
                 f"actions must have shape (num_envs, num_actions) = ({self.num_envs}, {self.num_actions}), "
                 f"got {tuple(actions.shape)}"
             )
+        with self._own_rng(), no_nonleaf_grad_warning():
+            self.task.pre_physics_step(actions)
+
+    def end_step(self):
+        """The part of `step` after the physics (`task.do_physics_step()`, which draws no random numbers):
+        observations, rewards, episode ends and resets."""
         task = self.task
         with self._own_rng(), no_nonleaf_grad_warning():
-            task.pre_physics_step(actions)
-            task.do_physics_step()
             task.progress_buf += 1
             task.num_frames += 1
             task.reset_buf = torch.zeros_like(task.reset_buf)

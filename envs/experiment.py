@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from . import ENV_IDS
+from . import ENV_IDS, check_sim_workers
 from .checkpoint import read_checkpoint, read_model
 from .wrappers import RecordVideo, check_video_support
 
@@ -19,11 +19,15 @@ def flag(name):
     return "--" + name.replace("_", "-")
 
 
-def check_run_args(args, script):
-    """The checks of the options every script has, before any simulation starts; with --eval-model, the network
-    sizes become the saved model's."""
+def check_run_args(args, script, paper_num_envs):
+    """The checks of the options every script has, before any simulation starts. --num-envs defaults to the
+    paper's value for the task (`paper_num_envs`); with --eval-model, the network sizes become the saved model's."""
     if args.env_id not in ENV_IDS:
         raise ValueError(f"unknown --env-id {args.env_id!r}; known ids: {', '.join(ENV_IDS)}")
+    if args.num_envs is None:
+        args.num_envs = paper_num_envs[args.env_id]
+    check_ranges(args, at_least_one=("num_envs",))
+    check_sim_workers(args.sim_workers, args.num_envs, "cuda" if args.cuda and torch.cuda.is_available() else "cpu")
     if args.track and importlib.util.find_spec("wandb") is None:
         raise ValueError("--track needs the wandb package: pip install wandb")
     if args.eval_model is not None:

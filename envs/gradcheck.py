@@ -4,7 +4,8 @@
     python -m envs.gradcheck --env-id Hopper --steps 1 3 10 --starts 0 1 2
 
 For each start state and each K it compares BPTT's dR/da_0 with (R(a_0 + h e_d) - R(a_0 - h e_d)) / 2h, where
-R is the reward summed over K steps. BPTT runs in a single env; the finite differences in one batch of
+R is the reward summed over K steps. BPTT runs in a single env (with `--sim-workers P`, in P envs of one
+simulation each, stepped in parallel: every one must give the same gradient); the finite differences in one batch of
 1 + 2·A·len(h) envs without gradients: env 0 repeats the differentiated rollout (its return must be the same),
 the others move one action component of step 0 by ±h. Where the two differ because the task's random draws
 depend on the batch size (HandReorient's goals), every finite-difference rollout gets an env of its own.
@@ -42,7 +43,8 @@ def tolerance(steps):
 def k_step_returns(env, first, warmup_actions, later_actions):
     """Reward of each env summed over K = 1 + len(later_actions) steps from the start state: `first` (N, A) is
     step 0's action, the warm-up and later actions (one row each) are the same for every env."""
-    env.task.randomize = False  # every env starts in the task's nominal state
+    for shard in getattr(env, "shards", [env]):
+        shard.task.randomize = False  # every env starts in the task's nominal state
     env.reset()
     for a in warmup_actions:
         _, _, terminated, truncated, _ = env.step(a.expand(env.num_envs, -1))
@@ -58,23 +60,27 @@ def k_step_returns(env, first, warmup_actions, later_actions):
     return returns
 
 
-def gradient_check(env_id, steps, start, h=DEFAULT_H, warmup=8, action_scale=0.5, one_env_each=False):
+def gradient_check(env_id, steps, start, h=DEFAULT_H, warmup=8, action_scale=0.5, one_env_each=False,
+                   sim_workers=1):
     """Compare BPTT and finite differences for the K = `steps` return from start state number `start`.
-    `one_env_each` runs every finite-difference rollout in an env of its own instead of one batch.
+    `one_env_each` runs every finite-difference rollout in an env of its own instead of one batch;
+    `sim_workers` differentiates in that many simulations stepped in parallel (`make_env`).
 
     Returns one dict per action dimension: bptt, fd (one per h), spread, error.
     """
-    bptt_env = make_env(env_id, 1, seed=start)
+    bptt_env = make_env(env_id, sim_workers, seed=start, sim_workers=sim_workers)
     num_actions = bptt_env.num_actions
     g = torch.Generator().manual_seed(start)
     shared = lambda n: action_scale * (2 * torch.rand(n, 1, num_actions, generator=g) - 1)  # noqa: E731
     warmup_actions, later_actions = shared(warmup), shared(steps - 1)
     a0 = shared(1)[0]
 
-    a0_bptt = a0.clone().requires_grad_(True)
-    differentiated = k_step_returns(bptt_env, a0_bptt, warmup_actions, later_actions)[0]
-    (bptt,) = torch.autograd.grad(differentiated, a0_bptt)
-    bptt = bptt[0]
+    a0_bptt = a0.expand(sim_workers, -1).clone().requires_grad_(True)
+    returns = k_step_returns(bptt_env, a0_bptt, warmup_actions, later_actions)
+    (bptt,) = torch.autograd.grad(returns.sum(), a0_bptt)  # row k: env k's own gradient
+    if not torch.equal(bptt, bptt[:1].expand_as(bptt)):
+        raise RuntimeError(f"the {sim_workers} simulations, in the same state, gave different gradients: {bptt}")
+    bptt, differentiated = bptt[0], returns[0]
 
     # Row 0 repeats a_0, the rollout that BPTT differentiates; then a_0 + h e_d and a_0 - h e_d for each h.
     eye = torch.eye(num_actions)
@@ -115,15 +121,16 @@ def main(argv=None):
                         help="an env of its own for every finite-difference rollout (slower; chosen by itself "
                         "for tasks whose random draws depend on the batch size, e.g. HandReorient)")
     parser.add_argument("--spread", type=float, default=0.01, help="largest FD spread across h of a stable dim")
+    parser.add_argument("--sim-workers", type=int, default=1, help="simulations that BPTT runs in parallel")
     args = parser.parse_args(argv)
-    if min(args.steps) < 1 or args.warmup < 0 or min(args.h) <= 0:
-        parser.error("--steps must be >= 1, --warmup >= 0 and every --h > 0")
+    if min(args.steps) < 1 or args.warmup < 0 or min(args.h) <= 0 or args.sim_workers < 1:
+        parser.error("--steps must be >= 1, --warmup >= 0, every --h > 0 and --sim-workers >= 1")
 
     failed = checked = 0
     for steps in args.steps:
         for start in args.starts:
             print(f"{args.env_id}  K={steps}  start={start}  tolerance {tolerance(steps):.0%}")
-            check = dict(steps=steps, start=start, h=tuple(args.h), warmup=args.warmup)
+            check = dict(steps=steps, start=start, h=tuple(args.h), warmup=args.warmup, sim_workers=args.sim_workers)
             try:
                 try:
                     rows = gradient_check(args.env_id, **check, one_env_each=args.one_env_each)

@@ -76,7 +76,7 @@ def test_every_float_option_refuses_nan_and_infinity(script, tmp_path, monkeypat
 
 
 COMMON_NONZERO = {"num_envs", "horizon", "total_timesteps", "episode_length", "max_skipped_updates", "max_grad_norm",
-                  "actor_hidden", "critic_hidden"}
+                  "actor_hidden", "critic_hidden", "sim_workers"}
 BPTT_NONZERO = COMMON_NONZERO | {"critic_iterations", "num_minibatches", "actor_lr", "critic_lr", "end_lr",
                                  "critic_max_grad_norm"}
 ENTROPY_NONZERO = BPTT_NONZERO | {"alpha_init", "alpha_lr", "target_entropy_scale"}

@@ -89,10 +89,10 @@ def finished_run(cwd, script, *extra):
     return torch.load(model_path, weights_only=True), evals
 
 
-def interrupted_run(cwd, script, signum):
+def interrupted_run(cwd, script, signum, *extra):
     """Start a run that checkpoints every 3 iterations and send it `signum` as soon as its first checkpoint is
     on disk; return its exit code, its stderr and the checkpoint's path."""
-    process = subprocess.Popen(command(script, "--checkpoint-every", "3"), cwd=cwd, stdout=subprocess.PIPE,
+    process = subprocess.Popen(command(script, "--checkpoint-every", "3", *extra), cwd=cwd, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=ENV)
     deadline = time.time() + 600
     while not list(Path(cwd).glob("runs/*/checkpoint.pt")):
@@ -117,26 +117,29 @@ def assert_same_run(a, b):
                 assert all(torch.equal(state_a[key], state_b[key]) for key in state_a), part
 
 
-@pytest.mark.parametrize("script", SCRIPT_FILES)
-def test_a_killed_or_stopped_run_resumes_bit_identically(script, tmp_path):
+@pytest.mark.parametrize("script, sim_workers", [(script, 1) for script in SCRIPT_FILES] +
+                         [("rpo_continuous_dflex.py", 2)])
+def test_a_killed_or_stopped_run_resumes_bit_identically(script, sim_workers, tmp_path):
     """12 iterations straight; the same run killed (SIGKILL) or stopped (SIGTERM) right after its checkpoint
-    at iteration 3 and resumed with --resume: the same actor, critics, normalisers and eval returns."""
+    at iteration 3 and resumed with --resume: the same actor, critics, normalisers and eval returns (RPO also
+    with its envs in two simulations)."""
+    workers = ("--sim-workers", str(sim_workers))
     (tmp_path / "straight").mkdir()
-    straight = finished_run(tmp_path / "straight", script)
+    straight = finished_run(tmp_path / "straight", script, *workers)
 
     (tmp_path / "killed").mkdir()
-    code, _, checkpoint = interrupted_run(tmp_path / "killed", script, signal.SIGKILL)
+    code, _, checkpoint = interrupted_run(tmp_path / "killed", script, signal.SIGKILL, *workers)
     assert code == -signal.SIGKILL
     assert_same_run(straight, finished_run(tmp_path / "killed", script, "--checkpoint-every", "3",
-                                           "--resume", str(checkpoint)))
+                                           "--resume", str(checkpoint), *workers))
 
     (tmp_path / "stopped").mkdir()
-    code, stderr, checkpoint = interrupted_run(tmp_path / "stopped", script, signal.SIGTERM)
+    code, stderr, checkpoint = interrupted_run(tmp_path / "stopped", script, signal.SIGTERM, *workers)
     last_line = stderr.strip().splitlines()[-1]
     assert code == 1 and re.fullmatch(r"stopped by SIGTERM after iteration \d+: run the same command with "
                                       rf"--resume {re.escape(str(checkpoint.relative_to(tmp_path / 'stopped')))} to continue", last_line), last_line
     assert_same_run(straight, finished_run(tmp_path / "stopped", script, "--checkpoint-every", "3",
-                                           "--resume", str(checkpoint)))
+                                           "--resume", str(checkpoint), *workers))
 
 
 MODULES = [shac_dflex, sapo_dflex, rpo_continuous_dflex, ppo_dflex]
@@ -155,6 +158,7 @@ def saved_checkpoint(tmp_path, module, **changes):
 @pytest.mark.parametrize("changes, message", [
     (dict(env_id="Ant"), "was saved with --env-id Ant, this run has --env-id CartPole; run with the checkpoint's"),
     (dict(num_envs=8), "was saved with --num-envs 8, this run has --num-envs 4"),
+    (dict(sim_workers=2), "was saved with --sim-workers 2, this run has --sim-workers 1"),
     (dict(horizon=64), "was saved with --horizon 64, this run has --horizon 32"),
     (dict(actor_hidden=(32, 32)), r"was saved with --actor-hidden \(32, 32\), this run has --actor-hidden \(64, 64\)"),
     (dict(critic_hidden=(128,)), r"was saved with --critic-hidden \(128,\), this run has --critic-hidden \(64, 64\)"),
