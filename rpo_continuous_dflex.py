@@ -15,8 +15,8 @@ import tyro
 
 from envs import make_env
 from envs.checkpoint import Checkpointer, check_checkpoint, load_model, save_model
-from envs.experiment import (NonFiniteGuard, ProgressReport, check_ranges, check_run_args, count_iterations,
-                             final_evaluation, seed_everything, start_run)
+from envs.experiment import (NonFiniteGuard, ProgressReport, check_ranges, check_run_args, close_run,
+                             count_iterations, final_evaluation, seed_everything, start_run)
 from envs.wrappers import RecordEpisodeStatistics
 
 # Per-task settings of the papers (docs/algorithms.md#hyperparameters); CartPole's small networks follow
@@ -45,7 +45,7 @@ class Args:
     cuda: bool = True
     """if toggled, use the GPU when there is one"""
     track: bool = False
-    """if toggled, track the run with Weights and Biases (needs `pip install wandb`)"""
+    """if toggled, mirror the TensorBoard log to Weights & Biases (offline: WANDB_MODE=offline, then `wandb sync`)"""
     wandb_project_name: str = "dflex-rl"
     """the wandb's project name"""
     wandb_entity: Optional[str] = None
@@ -482,7 +482,7 @@ def main(args):
     eval_returns = final_evaluation(
         env, lambda obs, deterministic: actor.get_action(normalize(obs), deterministic)[0],
         args, run_name, writer, global_step)
-    writer.close()
+    close_run(writer)  # TensorBoard, and wandb with --track
     return run_name, eval_returns
 
 

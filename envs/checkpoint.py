@@ -91,6 +91,18 @@ def set_rng_states(rng):
         torch.cuda.set_rng_state_all(rng["cuda"])
 
 
+def wandb_run_id():
+    """The id of the wandb run of --track, if one is active (a checkpoint keeps it, so that --resume continues it)."""
+    wandb = sys.modules.get("wandb")
+    return wandb.run.id if wandb is not None and wandb.run is not None else None
+
+
+def finish_wandb_run():
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish()
+
+
 class StopRequest:
     """SIGTERM (a cluster's preemption) or Ctrl-C: noted, so that the run can finish its iteration, checkpoint and
     exit; a second one exits at once."""
@@ -135,10 +147,11 @@ class Checkpointer:
         if not (self.stop.signal or (every and iteration % every == 0)):
             return
         atomic_save({"script": self.script, "run_name": self.run_name, "args": asdict(self.args),
-                     "progress": progress, "rng": rng_states(),
+                     "wandb_id": wandb_run_id(), "progress": progress, "rng": rng_states(),
                      "state": {name: value.state_dict() for name, value in self.stateful.items()}}, self.path)
         if self.stop.signal:
             self.writer.close()
+            finish_wandb_run()
             sys.exit(f"stopped by {signal.Signals(self.stop.signal).name} after iteration {iteration}: run the same "
                      f"command with --resume {self.path} to continue")
 

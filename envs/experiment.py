@@ -11,7 +11,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from . import ENV_IDS, check_sim_workers
-from .checkpoint import read_checkpoint, read_model
+from .checkpoint import finish_wandb_run, read_checkpoint, read_model
 from .wrappers import RecordVideo, check_video_support
 
 
@@ -84,6 +84,18 @@ def count_iterations(args):
     return args.total_timesteps // args.batch_size
 
 
+class WandbMirroredWriter(SummaryWriter):
+    """A TensorBoard writer whose every scalar also goes to the wandb run of --track, one history row per point
+    with its env step as `global_step`. (wandb's own TensorBoard sync keeps one value per tag and step, so the
+    returns of episodes that end at the same step would collapse into one.)"""
+
+    def add_scalar(self, tag, scalar_value, global_step=None, *args, **kwargs):
+        super().add_scalar(tag, scalar_value, global_step, *args, **kwargs)
+        import wandb
+
+        wandb.log({tag: scalar_value, "global_step": global_step})
+
+
 def start_run(args):
     """The run's name, its TensorBoard writer on `runs/{run_name}` (mirrored to wandb with --track) and the
     checkpoint that --resume names (None without it): a resumed run keeps its name and appends to its directory."""
@@ -91,12 +103,17 @@ def start_run(args):
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
     if checkpoint:
         run_name = checkpoint["run_name"]
-    if args.track:
+    writer_class = SummaryWriter
+    if args.track:  # a resumed run continues its wandb run
         import wandb
 
-        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
-                   config=vars(args), name=run_name, save_code=True)
-    writer = SummaryWriter(f"runs/{run_name}")
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=vars(args), name=run_name,
+                   save_code=True, id=checkpoint.get("wandb_id") if checkpoint else None,
+                   resume="allow" if checkpoint else None)
+        wandb.define_metric("global_step")
+        wandb.define_metric("*", step_metric="global_step")  # plotted against env steps, as in TensorBoard
+        writer_class = WandbMirroredWriter
+    writer = writer_class(f"runs/{run_name}")
     if checkpoint is None:
         table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
         writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
@@ -177,6 +194,12 @@ def evaluate(env, policy, seed, video_path=None):
     return returns.mean().item()
 
 
+def close_run(writer):
+    """Flush and close the TensorBoard log, then finish the wandb run that mirrors it (if any)."""
+    writer.close()
+    finish_wandb_run()
+
+
 def final_evaluation(env, policy, args, run_name, writer, global_step):
     """Deterministic and stochastic `evaluate` of `policy(obs, deterministic)`, logged as eval/{mode}_return and
     printed; videos under videos/{run_name}/ with --capture-video; nothing with --no-evaluate."""
@@ -187,6 +210,10 @@ def final_evaluation(env, policy, args, run_name, writer, global_step):
         video_path = f"videos/{run_name}/eval_{mode}.mp4" if args.capture_video else None
         eval_returns[mode] = evaluate(env, lambda obs: policy(obs, mode == "deterministic"), args.seed, video_path)
         writer.add_scalar(f"eval/{mode}_return", eval_returns[mode], global_step)
+        if video_path and args.track:
+            import wandb
+
+            wandb.log({f"videos/eval_{mode}": wandb.Video(video_path, format="mp4"), "global_step": global_step})
     print(f"eval: deterministic_return={eval_returns['deterministic']:.2f}  "
           f"stochastic_return={eval_returns['stochastic']:.2f}")
     return eval_returns
