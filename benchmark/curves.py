@@ -15,6 +15,12 @@ largest per-state value), against env steps on a log scale, mean ± std over see
 (SHAC, SAPO, RPO):
 
     python benchmark/curves.py --kl --only sapo_dflex rpo_continuous_dflex --out runs/figure1.png
+
+`--wall-clock` adds a row of the returns against training hours: charts/SPS is global_step over the training
+time so far (a resumed run's clock continues from its checkpoint; start-up and the time between a stop and its
+resume do not count). `--milestones 1000000 2000000 3000000 --thresholds 2000 4000 6000` adds a table: per
+experiment the training return (mean of the last 100 finished episodes, as AHAC's SHAC logs it) at each
+milestone, and the env steps and training hours at which that running mean first reaches each threshold.
 """
 import argparse
 import os
@@ -30,6 +36,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only bac
 ALGORITHMS = {"ppo_dflex": "PPO", "shac_dflex": "SHAC", "sapo_dflex": "SAPO", "rpo_continuous_dflex": "RPO"}
 TASKS = ["HandReorient", "Hopper", "Ant", "Humanoid", "Anymal", "CartPole"]
 KL_TAGS = ("losses/kl", "losses/kl_max")  # per iteration, logged by SHAC, SAPO and RPO
+WINDOW = 100  # episodes in the running mean of the milestone table, as AHAC's SHAC averages its training return
 # The RPO paper's Table 1 (deterministic evaluation, mean ± std over seeds), as docs/algorithms.md#hyperparameters
 # restates it
 PAPER_TABLE_1 = {
@@ -64,8 +71,10 @@ def load_runs(runs_dir, only=None):
             "seed": int(parts[2]),
             "steps": steps,
             "returns": np.asarray(returns),
+            "episodes": (np.array([event.step for event in curve]), np.array([event.value for event in curve])),
             **{tag: (np.array([e.step for e in accumulator.Scalars(tag)]),
-                     np.array([e.value for e in accumulator.Scalars(tag)])) for tag in KL_TAGS if tag in tags},
+                     np.array([e.value for e in accumulator.Scalars(tag)])) for tag in (*KL_TAGS, "charts/SPS")
+               if tag in tags},
             "deterministic": accumulator.Scalars("eval/deterministic_return")[-1].value,
             "stochastic": accumulator.Scalars("eval/stochastic_return")[-1].value,
         })
@@ -100,6 +109,22 @@ def label(exp_name):
     return exp_name
 
 
+def running_mean(run):
+    """(env step, mean return of the last WINDOW finished episodes) after each finished episode."""
+    steps, returns = run["episodes"]
+    order = np.argsort(steps, kind="stable")
+    steps, total = steps[order], np.concatenate([[0.0], np.cumsum(returns[order])])
+    count = np.arange(1, len(steps) + 1)
+    first = np.maximum(0, count - WINDOW)
+    return steps, (total[count] - total[first]) / (count - first)
+
+
+def training_hours(run, steps):
+    """Training wall-clock hours at env steps `steps`, from charts/SPS = global_step / training seconds."""
+    sps_steps, sps = run["charts/SPS"]
+    return np.interp(steps, sps_steps, sps_steps / np.maximum(sps, 1)) / 3600
+
+
 def curve_band(ax, runs, series, color, label):
     """Mean ± std over `runs` of `series(run)` = (steps, values), on the env steps that all runs cover."""
     runs = [run for run in runs if len(series(run)[0])]
@@ -111,23 +136,27 @@ def curve_band(ax, runs, series, color, label):
     ax.fill_between(grid, mean - std, mean + std, color=color, alpha=0.2)
 
 
-def plot(experiments, path, kl=False):
+def plot(experiments, path, kl=False, wall_clock=False):
     tasks = tasks_of(experiments)
     colors = {exp_name: f"C{i}" for i, exp_name in enumerate(sorted({e for _, e in experiments}, key=order))}
-    rows = [("episodic return", lambda run: (run["steps"], run["returns"]))]
+    rows = [("episodic return", "env steps", lambda run: (run["steps"], run["returns"]))]
+    if wall_clock:
+        rows += [("episodic return", "training hours", lambda run: (training_hours(run, run["steps"]), run["returns"])
+                  if "charts/SPS" in run else ([], []))]
     if kl:
-        rows += [(tag, lambda run, tag=tag: run.get(tag, ([], []))) for tag in KL_TAGS]
+        rows += [(tag, "env steps", lambda run, tag=tag: run.get(tag, ([], []))) for tag in KL_TAGS]
     fig, axes = plt.subplots(len(rows), len(tasks), figsize=(5 * len(tasks), 4 * len(rows)), squeeze=False)
-    for row, (ylabel, series) in enumerate(rows):
+    for row, (ylabel, xlabel, series) in enumerate(rows):
         for ax, task in zip(axes[row], tasks):
             for (env_id, exp_name), runs in sorted(experiments.items(), key=lambda item: order(item[0][1])):
                 if env_id == task:
                     curve_band(ax, runs, series, colors[exp_name], label(exp_name))
             ax.set_title(task)
-            ax.set_xlabel("env steps")
-            ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
+            ax.set_xlabel(xlabel)
+            if xlabel == "env steps":
+                ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
             ax.set_ylabel(ylabel)
-            if row > 0:
+            if ylabel in KL_TAGS:
                 ax.set_yscale("log")  # spikes of the KL span orders of magnitude
             if ax.lines:
                 ax.legend()
@@ -156,6 +185,42 @@ def table(experiments):
     return "\n".join(lines)
 
 
+def milestone_table(experiments, milestones, thresholds):
+    """Markdown: per experiment, the WINDOW-episode training return at each milestone and the env steps and
+    training hours at which it first reaches each threshold (mean ± std over the seeds that did; how many did)."""
+    def cell(values, fmt):
+        return f"{fmt(np.mean(values))} ± {fmt(np.std(values, ddof=1) if len(values) > 1 else 0.0)}"
+
+    lines = []
+    for task in tasks_of(experiments):
+        header = [f"{m / 1e6:g}M steps" for m in milestones] + [f"reaches {t:g}" for t in thresholds]
+        lines += [f"**{task}**: training return (mean of the last {WINDOW} episodes; seeds in brackets), and when it "
+                  "first reaches each threshold (env steps, training hours)", "",
+                  "| | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
+        for (env_id, exp_name), runs in sorted(experiments.items(), key=lambda item: order(item[0][1])):
+            if env_id != task:
+                continue
+            curves = [running_mean(run) for run in runs]
+            cells = []
+            for milestone in milestones:
+                values = [means[steps <= milestone][-1] for steps, means in curves if (steps <= milestone).any()
+                          and steps[-1] >= milestone]
+                cells.append(f"{cell(values, lambda x: f'{x:.1f}')} ({len(values)})" if values else "—")
+            for threshold in thresholds:
+                reached = [(run, steps[means >= threshold][0]) for run, (steps, means) in zip(runs, curves)
+                           if (means >= threshold).any()]
+                if not reached:
+                    cells.append(f"— (0 of {len(runs)})")
+                    continue
+                steps = [step for _, step in reached]
+                hours = [training_hours(run, step) for run, step in reached if "charts/SPS" in run]
+                wall = cell(hours, lambda x: f"{x:.2f} h") if hours else "—"
+                cells.append(f"{cell(steps, lambda x: f'{x / 1e6:.2f}M')}, {wall} ({len(reached)} of {len(runs)})")
+            lines.append(f"| {label(exp_name)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs-dir", default="runs")
@@ -163,14 +228,20 @@ def main():
     parser.add_argument("--out", default="runs/curves.png", help="the PNG of the learning curves")
     parser.add_argument("--table", default="runs/results.md", help="the Markdown table of final returns")
     parser.add_argument("--kl", action="store_true", help="add the rows of losses/kl and losses/kl_max (Figure 1)")
+    parser.add_argument("--wall-clock", action="store_true", help="add a row of the returns against training hours")
+    parser.add_argument("--milestones", type=float, nargs="*", default=[], help="env steps of the milestone table")
+    parser.add_argument("--thresholds", type=float, nargs="*", default=[], help="returns of the milestone table")
     args = parser.parse_args()
     experiments = load_runs(args.runs_dir, args.only)
     if not experiments:
         raise SystemExit(f"error: no finished runs under {args.runs_dir}/ (a run counts once its evaluation is logged)")
-    plot(experiments, args.out, args.kl)
+    plot(experiments, args.out, args.kl, args.wall_clock)
+    text = table(experiments)
+    if args.milestones or args.thresholds:
+        text += "\n" + milestone_table(experiments, args.milestones, args.thresholds)
     with open(args.table, "w") as f:
-        f.write(table(experiments))
-    print(table(experiments))
+        f.write(text)
+    print(text)
     print(f"curves: {args.out}, table: {args.table}")
 
 

@@ -82,3 +82,36 @@ def test_gpu_check_stops_at_once_with_a_one_line_message_where_there_is_no_gpu()
     assert result.stderr.strip().splitlines() == [
         "gpu_check: no usable CUDA GPU here (torch.cuda.is_available() is False); run it on a GPU machine"
     ]
+
+
+def write_training_run(runs_dir, name, episodes, sps, deterministic):
+    """A run whose episodes are (env step, return) and whose charts/SPS is (env step, SPS) per iteration."""
+    writer = SummaryWriter(runs_dir / name)
+    for step, value in episodes:
+        writer.add_scalar("charts/episodic_return", value, step)
+    for step, value in sps:
+        writer.add_scalar("charts/SPS", value, step)
+    writer.add_scalar("eval/deterministic_return", deterministic, sps[-1][0])
+    writer.add_scalar("eval/stochastic_return", deterministic, sps[-1][0])
+    writer.close()
+
+
+def test_milestones_use_the_last_100_episodes_and_thresholds_the_first_step_and_training_hours(tmp_path):
+    """Seed 1: 150 episodes of return 1 then 150 of return 3, one per 10 env steps, at 100 env steps per second;
+    seed 2 never gets above 1. The 100-episode mean at step 2000 (episode 200) is (50 * 1 + 50 * 3) / 100 = 2,
+    it first reaches 2.5 at episode 225 (step 2250, 22.5 s)."""
+    runs = tmp_path / "runs"
+    rising = [(10 * (i + 1), 1.0 if i < 150 else 3.0) for i in range(300)]
+    flat = [(10 * (i + 1), 1.0) for i in range(300)]
+    sps = [(step, 100) for step in range(100, 3001, 100)]
+    write_training_run(runs, "Ant__rpo_continuous_dflex__1__100", rising, sps, 3.0)
+    write_training_run(runs, "Ant__rpo_continuous_dflex__2__100", flat, sps, 1.0)
+    experiments = curves.load_runs(str(runs))
+    (seed_1, _) = sorted(experiments[("Ant", "rpo_continuous_dflex")], key=lambda run: run["seed"])
+    steps, means = curves.running_mean(seed_1)
+    assert means[steps == 2000][0] == 2.0 and steps[means >= 2.5][0] == 2250
+    assert curves.training_hours(seed_1, 2250) * 3600 == 22.5
+    table = curves.milestone_table(experiments, [2000], [2.5])
+    assert "| RPO | 1.5 ± 0.7 (2) | 0.00M ± 0.00M, 0.01 h ± 0.00 h (1 of 2) |" in table
+    curves.plot(experiments, str(tmp_path / "curves.png"), wall_clock=True)
+    assert (tmp_path / "curves.png").stat().st_size > 10_000
