@@ -119,6 +119,15 @@ def running_mean(run):
     return steps, (total[count] - total[first]) / (count - first)
 
 
+def trained_until(run):
+    """The env step a run reached, give or take its last iteration (a budget such as 3M steps ends at the last
+    whole iteration below it), from charts/SPS; its last episode's step without that tag."""
+    if "charts/SPS" not in run:
+        return run["episodes"][0].max(initial=0)
+    steps = run["charts/SPS"][0]
+    return steps[-1] + (steps[-1] - steps[-2] if len(steps) > 1 else 0)
+
+
 def training_hours(run, steps):
     """Training wall-clock hours at env steps `steps`, from charts/SPS = global_step / training seconds."""
     sps_steps, sps = run["charts/SPS"]
@@ -203,8 +212,8 @@ def milestone_table(experiments, milestones, thresholds):
             curves = [running_mean(run) for run in runs]
             cells = []
             for milestone in milestones:
-                values = [means[steps <= milestone][-1] for steps, means in curves if (steps <= milestone).any()
-                          and steps[-1] >= milestone]
+                values = [means[steps <= milestone][-1] for run, (steps, means) in zip(runs, curves)
+                          if (steps <= milestone).any() and trained_until(run) >= milestone]
                 cells.append(f"{cell(values, lambda x: f'{x:.1f}')} ({len(values)})" if values else "—")
             for threshold in thresholds:
                 reached = [(run, steps[means >= threshold][0]) for run, (steps, means) in zip(runs, curves)

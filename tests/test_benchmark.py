@@ -113,5 +113,8 @@ def test_milestones_use_the_last_100_episodes_and_thresholds_the_first_step_and_
     assert curves.training_hours(seed_1, 2250) * 3600 == 22.5
     table = curves.milestone_table(experiments, [2000], [2.5])
     assert "| RPO | 1.5 ± 0.7 (2) | 0.00M ± 0.00M, 0.01 h ± 0.00 h (1 of 2) |" in table
+    # a budget ends at the last whole iteration below it: 3050 counts as reached (iterations of 100), 3200 not
+    assert "| RPO | 2.0 ± 1.4 (2) |" in curves.milestone_table(experiments, [3050], [])
+    assert "| RPO | — |" in curves.milestone_table(experiments, [3200], [])
     curves.plot(experiments, str(tmp_path / "curves.png"), wall_clock=True)
     assert (tmp_path / "curves.png").stat().st_size > 10_000
