@@ -14,6 +14,11 @@ import numpy as np
 import torch
 
 
+def flag(name):
+    """The command-line flag of an `Args` field: num_envs -> --num-envs."""
+    return "--" + name.replace("_", "-")
+
+
 def atomic_save(obj, path):
     torch.save(obj, path + ".tmp")
     os.replace(path + ".tmp", path)  # a crash while writing leaves the previous file intact
@@ -71,9 +76,8 @@ def check_checkpoint(args, script, must_match):
         raise ValueError(f"--resume {args.resume} is a checkpoint of {saved['script']}; resume it with that script")
     for name in must_match:
         if saved["args"].get(name) != getattr(args, name):
-            flag = "--" + name.replace("_", "-")
-            raise ValueError(f"--resume {args.resume} was saved with {flag} {saved['args'][name]}, this run has "
-                             f"{flag} {getattr(args, name)}; run with the checkpoint's value")
+            raise ValueError(f"--resume {args.resume} was saved with {flag(name)} {saved['args'].get(name)}, this run "
+                             f"has {flag(name)} {getattr(args, name)}; run with the checkpoint's value")
 
 
 def rng_states():

@@ -11,12 +11,8 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from . import ENV_IDS, check_sim_workers
-from .checkpoint import finish_wandb_run, read_checkpoint, read_model
+from .checkpoint import finish_wandb_run, flag, read_checkpoint, read_model
 from .wrappers import RecordVideo, check_video_support
-
-
-def flag(name):
-    return "--" + name.replace("_", "-")
 
 
 def check_run_args(args, script, paper_num_envs):
