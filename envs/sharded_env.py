@@ -19,8 +19,6 @@ import warp as wp
 
 from .rewarped_loading import no_nonleaf_grad_warning
 
-
-
 # While the shards step, a thread that returns from a kernel waits at most this long for the GIL (Python's
 # default, 5 ms, leaves cores idle between the many short kernel launches of a simulation step)
 SWITCH_INTERVAL_S = 1e-4
