@@ -253,9 +253,9 @@ class ObsNormalizer(nn.Module):
         return lambda obs: (obs - mean) / std
 
 
-def policy_loss(actor, b_obs, b_u, b_action_grads, old_mean, old_log_std, target_entropy, args):
-    """RPO's actor loss on the stored rollout, -(L_clip - c_KL * KL + c_ent * entropy), eq. (22), and the
-    quantities the epoch loop logs. b_action_grads holds the cached g_t = dJ/du_t."""
+def policy_loss(actor, b_obs, b_u, b_action_grads, old_mean, old_log_std, alpha, target_entropy, args):
+    """RPO's actor loss on the stored rollout, -(L_clip - c_KL * KL + c_ent * alpha * L_ent), eq. (22), and the
+    quantities the epoch loop logs. b_action_grads holds the cached g_t = dJ/du_t, alpha the rollout's temperature."""
     mean, log_std = actor(b_obs)
     # eq. (16), the paper's Eq. 12: action regeneration, the noise with which the current policy emits the stored u
     eps_regen = ((b_u - mean) / log_std.exp()).detach()
@@ -268,10 +268,13 @@ def policy_loss(actor, b_obs, b_u, b_action_grads, old_mean, old_log_std, target
     mask = (~outside).float() if args.clip else torch.ones_like(ratio)
     surrogate = (mask * ratio * (b_action_grads * u_regen).sum(-1)).sum()
     kl = gaussian_kl(old_mean, old_log_std, mean, log_std).mean()
-    # explicit entropy term at the stored states, not discounted (paper, Appendix C)
-    entropy_bonus = 0.5 * (1 + entropy_estimate(mean, log_std) / abs(target_entropy))
-    loss = -(surrogate - args.kl_coef * kl + args.ent_coef * entropy_bonus.mean())
-    return loss, {"u_regen": u_regen, "ratio": ratio, "outside": outside, "surrogate": surrogate, "kl": kl}
+    # eq. (21): the soft reward's entropy bonus (eq. 12) at the stored states. g carries its pull on earlier actions,
+    # not its own dependence on theta; that same-step gradient is put back here, alpha-scaled as in the reward and
+    # not discounted (paper, Appendix C)
+    entropy = (0.5 * (1 + entropy_estimate(mean, log_std) / abs(target_entropy))).mean()
+    loss = -(surrogate - args.kl_coef * kl + args.ent_coef * alpha * entropy)
+    return loss, {"u_regen": u_regen, "ratio": ratio, "outside": outside, "surrogate": surrogate, "kl": kl,
+                  "entropy": entropy}
 
 
 def critic_value(critics, obs, reduce):
@@ -413,8 +416,8 @@ def main(args):
             old_mean, old_log_std = actor(b_obs)
         clipfracs, surrogates, ratio_maxes = [], [], []
         for _ in range(args.update_epochs):
-            actor_loss, stats = policy_loss(actor, b_obs, b_u, b_action_grads, old_mean, old_log_std, target_entropy,
-                                            args)
+            actor_loss, stats = policy_loss(actor, b_obs, b_u, b_action_grads, old_mean, old_log_std, alpha,
+                                            target_entropy, args)
             actor_optimizer.zero_grad()
             actor_loss.backward()
             grad_norm = nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm)
