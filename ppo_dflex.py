@@ -13,16 +13,19 @@ import torch
 import torch.nn as nn
 import tyro
 
-from envs import make_env
-from envs.checkpoint import Checkpointer, check_checkpoint, load_model, save_model
+from envs import UsageError, make_env
+from envs.checkpoint import Checkpointer, load_model, save_model
 from envs.experiment import (NonFiniteGuard, ProgressReport, check_ranges, check_run_args, close_run,
                              count_iterations, final_evaluation, seed_everything, start_run)
 from envs.wrappers import RecordEpisodeStatistics
 
-# Per-task settings of the papers (docs/algorithms.md#hyperparameters); CartPole's small networks follow
-# DiffRL's cart-pole config.
+# Per-task settings of the papers (docs/algorithms.md#hyperparameters): env counts, env steps (AHAC's SHAC epochs x
+# 32 x env count), and CartPole's small networks from DiffRL's cart-pole config.
 PAPER_NUM_ENVS = {"Hopper": 1024, "Ant": 128, "Humanoid": 64, "Anymal": 128, "HandReorient": 64, "CartPole": 64,
                   "RewarpedAnt": 128, "RewarpedHumanoid": 64}
+PAPER_TIMESTEPS = {"Hopper": 16_384_000, "Ant": 8_192_000, "Humanoid": 10_240_000, "Anymal": 12_288_000,
+                   "HandReorient": 4_096_000, "CartPole": 1_024_000, "RewarpedAnt": 8_192_000,
+                   "RewarpedHumanoid": 10_240_000}
 ACTOR_HIDDEN = {"HandReorient": (512, 256), "CartPole": (64, 64)}
 CRITIC_HIDDEN = {"HandReorient": (256, 256), "CartPole": (64, 64)}
 DEFAULT_HIDDEN = (400, 200, 100)
@@ -61,15 +64,16 @@ class Args:
 
     # Algorithm specific arguments
     env_id: str = "Ant"
-    """the id of the task, one of envs.ENV_IDS"""
+    """the task: Ant, Hopper, Humanoid, Anymal, HandReorient, CartPole, RewarpedAnt, RewarpedHumanoid, or your own
+    env as module:Class (docs/env_contract.md)"""
     num_envs: Optional[int] = None
     """the number of parallel environments (default: the paper's value for the task)"""
     episode_length: Optional[int] = None
     """the task's time limit in steps (default: the task's own)"""
     sim_workers: int = 1
     """the number of simulations the envs are split over, stepped in parallel threads on the CPU"""
-    total_timesteps: int = 8_000_000
-    """total env steps of the experiment"""
+    total_timesteps: Optional[int] = None
+    """total env steps of the experiment (default: per task, the paper's budget, Ant 8,192,000; own envs 1,000,000)"""
     horizon: int = 32
     """the number of steps of one rollout per env"""
     gamma: float = 0.99
@@ -116,7 +120,7 @@ class Args:
 
 def complete_args(args):
     """Fill per-task defaults and derived sizes; refuse impossible values before any simulation starts."""
-    check_run_args(args, SCRIPT, PAPER_NUM_ENVS)  # env id, --num-envs, --sim-workers, --eval-model, --track, ...
+    check_run_args(args, SCRIPT, PAPER_NUM_ENVS, PAPER_TIMESTEPS)  # env id, --num-envs, --total-timesteps, ...
     args.actor_hidden = tuple(args.actor_hidden or ACTOR_HIDDEN.get(args.env_id, DEFAULT_HIDDEN))
     args.critic_hidden = tuple(args.critic_hidden or CRITIC_HIDDEN.get(args.env_id, DEFAULT_HIDDEN))
     args.batch_size = args.num_envs * args.horizon
@@ -128,10 +132,9 @@ def complete_args(args):
                            "max_grad_norm"),
                  non_negative=("ent_coef",), fraction=("gamma", "gae_lambda"))
     if args.minibatch_size > args.batch_size:
-        raise ValueError(f"--minibatch-size {args.minibatch_size} exceeds the {args.batch_size} samples per iteration; "
+        raise UsageError(f"--minibatch-size {args.minibatch_size} exceeds the {args.batch_size} samples per iteration; "
                          "lower it or raise --num-envs / --horizon")
     args.num_iterations = count_iterations(args)  # refuses a run shorter than one iteration
-    check_checkpoint(args, SCRIPT, RESUME_MUST_MATCH)  # with --resume
     return args
 
 
@@ -183,8 +186,7 @@ class Critic(nn.Module):
 
 
 class RunningMeanStd(nn.Module):
-    """Running per-dimension mean and variance in float64 (eqs. 4-5, docs/algorithms.md#normalisation), saved with
-    the model."""
+    """Running per-dimension mean and variance in float64 (eqs. 4-5), saved with the model."""
 
     def __init__(self, size, eps=1e-5):
         super().__init__()
@@ -235,18 +237,16 @@ def kl_adaptive_lr(lr, kl, args):
 
 
 def main(args):
+    # TRY NOT TO MODIFY: arguments, run directory, seeding, env (PPO needs no gradients from the simulator)
     args = complete_args(args)
-    run_name, writer, checkpoint = start_run(args)  # runs/{run_name}: TensorBoard, and wandb with --track
-
+    run_name, writer, checkpoint = start_run(args, SCRIPT, RESUME_MUST_MATCH)  # TensorBoard (+ wandb); --resume
     seed_everything(args.seed, args.torch_deterministic)
-
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-
-    # env setup: PPO needs no gradients from the simulator
     env = make_env(args.env_id, args.num_envs, str(device), args.seed, requires_grad=False,
-                   episode_length=args.episode_length, sim_workers=args.sim_workers)
+                   episode_length=args.episode_length, sim_workers=args.sim_workers, render=args.capture_video)
     env = RecordEpisodeStatistics(env)
 
+    # ALGO LOGIC: networks, optimisers and rollout storage
     actor = Actor(env.num_obs, env.num_actions, args.actor_hidden).to(device)
     critic = Critic(env.num_obs, args.critic_hidden).to(device)
     obs_rms = RunningMeanStd(env.num_obs).to(device)
@@ -259,7 +259,7 @@ def main(args):
     critic_optimizer = torch.optim.AdamW(critic.parameters(), lr=args.learning_rate, eps=args.adam_eps, fused=True)
     normalize = functools.partial(obs_rms.normalize, clip=args.obs_clip)
 
-    # rollout storage, (horizon, num_envs, ...)
+    # the rollout, (horizon, num_envs, ...)
     H, N = args.horizon, args.num_envs
     obs_storage = torch.zeros((H, N, env.num_obs), device=device)
     actions = torch.zeros((H, N, env.num_actions), device=device)
@@ -270,6 +270,7 @@ def main(args):
     terminations = torch.zeros((H, N), dtype=torch.bool, device=device)
     truncations = torch.zeros((H, N), dtype=torch.bool, device=device)
 
+    # TRY NOT TO MODIFY: counters, progress line, checkpoint and resume
     start_iteration = global_step = 0
     nonfinite = NonFiniteGuard("gradient", args.max_skipped_updates, "lower --learning-rate")
     learning_rate = args.learning_rate
@@ -286,7 +287,7 @@ def main(args):
         obs = env.clear_grad()
 
     for iteration in range(start_iteration, args.num_iterations):
-        # Rollout of H steps per env, without gradients
+        # ALGO LOGIC: rollout of H steps per env, without gradients
         sim_start = time.time()
         with torch.no_grad():
             for t in range(H):
@@ -358,6 +359,7 @@ def main(args):
         nonfinite.check(finite, iteration)  # the minibatch steps with a non-finite gradient were skipped, reported
         update_s = time.time() - update_start
 
+        # TRY NOT TO MODIFY: record the iteration, checkpoint
         writer.add_scalar("charts/learning_rate", learning_rate, global_step)
         writer.add_scalar("losses/actor_loss", np.mean(pg_losses), global_step)
         writer.add_scalar("losses/value_loss", np.mean(value_losses), global_step)
@@ -371,10 +373,10 @@ def main(args):
         report.end_iteration(iteration, global_step)  # episodes, SPS and the progress line
         checkpointer.save_if_due(dict(iteration=iteration + 1, global_step=global_step))
 
+    # TRY NOT TO MODIFY: save the model, evaluate it, close the logs
     checkpointer.close()
     if args.save_model:
         save_model(f"runs/{run_name}/{args.exp_name}.model", SCRIPT, args, model)
-
     eval_returns = final_evaluation(
         env, lambda obs, deterministic: actor.get_action(normalize(obs), deterministic)[0].clamp(-1, 1),
         args, run_name, writer, global_step)
@@ -383,9 +385,7 @@ def main(args):
 
 
 if __name__ == "__main__":
-    args = tyro.cli(Args)
     try:
-        complete_args(args)
-    except ValueError as error:
+        main(tyro.cli(Args))
+    except UsageError as error:  # bad input, refused before any simulation starts
         sys.exit(f"error: {error}")
-    main(args)

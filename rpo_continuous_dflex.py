@@ -13,16 +13,19 @@ import torch
 import torch.nn as nn
 import tyro
 
-from envs import make_env
-from envs.checkpoint import Checkpointer, check_checkpoint, load_model, save_model
+from envs import UsageError, make_env
+from envs.checkpoint import Checkpointer, load_model, save_model
 from envs.experiment import (NonFiniteGuard, ProgressReport, check_ranges, check_run_args, close_run,
                              count_iterations, final_evaluation, seed_everything, start_run)
 from envs.wrappers import RecordEpisodeStatistics
 
-# Per-task settings of the papers (docs/algorithms.md#hyperparameters); CartPole's small networks follow
-# DiffRL's cart-pole config.
+# Per-task settings of the papers (docs/algorithms.md#hyperparameters): env counts, env steps (AHAC's SHAC epochs x
+# 32 x env count), and CartPole's small networks from DiffRL's cart-pole config.
 PAPER_NUM_ENVS = {"Hopper": 1024, "Ant": 128, "Humanoid": 64, "Anymal": 128, "HandReorient": 64, "CartPole": 64,
                   "RewarpedAnt": 128, "RewarpedHumanoid": 64}
+PAPER_TIMESTEPS = {"Hopper": 16_384_000, "Ant": 8_192_000, "Humanoid": 10_240_000, "Anymal": 12_288_000,
+                   "HandReorient": 4_096_000, "CartPole": 1_024_000, "RewarpedAnt": 8_192_000,
+                   "RewarpedHumanoid": 10_240_000}
 ACTOR_HIDDEN = {"HandReorient": (512, 256), "CartPole": (64, 64)}
 CRITIC_HIDDEN = {"HandReorient": (256, 256), "CartPole": (64, 64)}
 DEFAULT_HIDDEN = (400, 200, 100)
@@ -65,7 +68,8 @@ class Args:
 
     # Algorithm specific arguments
     env_id: str = "Ant"
-    """the id of the task, one of envs.ENV_IDS"""
+    """the task: Ant, Hopper, Humanoid, Anymal, HandReorient, CartPole, RewarpedAnt, RewarpedHumanoid, or your own
+    env as module:Class (docs/env_contract.md)"""
     num_envs: Optional[int] = None
     """the number of parallel environments (default: the paper's value for the task)"""
     episode_length: Optional[int] = None
@@ -74,8 +78,8 @@ class Args:
     """the number of simulations the envs are split over, stepped in parallel threads on the CPU"""
     low_memory: bool = False
     """keep only each step's input for the backward pass and recompute the step there (less memory, more time)"""
-    total_timesteps: int = 8_000_000
-    """total env steps of the experiment"""
+    total_timesteps: Optional[int] = None
+    """total env steps of the experiment (default: per task, the paper's budget, Ant 8,192,000; own envs 1,000,000)"""
     horizon: int = 32
     """the number of steps of one rollout, backpropagated through (H)"""
     gamma: float = 0.99
@@ -91,13 +95,13 @@ class Args:
     kl_coef: Optional[float] = None
     """the coefficient of KL(pi_old || pi) (default: per task, Ant 0.25, Hopper 0.2, others 0.2 unconfirmed)"""
     ent_coef: Optional[float] = None
-    """the coefficient of the explicit entropy term (default: per task, Ant 0.2, Hopper 0.25, others 0.2 unconfirmed)"""
+    """c_ent, the explicit entropy term's weight (default: per task, Ant 0.2, Hopper 0.25, others 0.2 unconfirmed)"""
     clip: bool = True
     """if toggled, mask samples whose importance ratio leaves [1 - clip_low, 1 + clip_high]; --no-clip keeps all"""
     clip_low: float = 0.8
-    """the ratio range's lower end is 1 - clip_low"""
+    """c_low: samples whose ratio is below 1 - c_low (0.2 by default) give no gradient"""
     clip_high: float = 1.0
-    """the ratio range's upper end is 1 + clip_high (unconfirmed)"""
+    """c_high: samples whose ratio is above 1 + c_high (2.0 by default) give no gradient (unconfirmed)"""
     alpha_init: float = 1.0
     """the initial entropy temperature alpha (the RPO paper tuned it lower for HandReorient; value unconfirmed)"""
     alpha_lr: float = 5e-3
@@ -134,7 +138,7 @@ class Args:
 
 def complete_args(args):
     """Fill per-task defaults and derived sizes; refuse impossible values before any simulation starts."""
-    check_run_args(args, SCRIPT, PAPER_NUM_ENVS)  # env id, --num-envs, --sim-workers, --eval-model, --track, ...
+    check_run_args(args, SCRIPT, PAPER_NUM_ENVS, PAPER_TIMESTEPS)  # env id, --num-envs, --total-timesteps, ...
     args.actor_hidden = tuple(args.actor_hidden or ACTOR_HIDDEN.get(args.env_id, DEFAULT_HIDDEN))
     args.critic_hidden = tuple(args.critic_hidden or CRITIC_HIDDEN.get(args.env_id, DEFAULT_HIDDEN))
     kl_coef, ent_coef = KL_ENT_COEFS.get(args.env_id, DEFAULT_KL_ENT_COEFS)
@@ -148,9 +152,8 @@ def complete_args(args):
                  fraction=("gamma", "td_lambda"), below_one=("betas", "clip_low"))
     args.batch_size = args.num_envs * args.horizon
     if args.num_minibatches > args.batch_size:
-        raise ValueError(f"--num-minibatches {args.num_minibatches} exceeds the {args.batch_size} samples per iteration")
+        raise UsageError(f"--num-minibatches {args.num_minibatches} exceeds the batch of {args.batch_size} samples")
     args.num_iterations = count_iterations(args)  # refuses a run shorter than one iteration
-    check_checkpoint(args, SCRIPT, RESUME_MUST_MATCH)  # with --resume
     return args
 
 
@@ -175,11 +178,8 @@ def gaussian_log_prob(u, mean, log_std):
 
 
 def squashed_normal_log_prob(u, mean, log_std):
-    """log pi(a|s) of a = tanh(u), u ~ N(mean, exp(log_std)), summed over action dims (eq. 2,
-    docs/algorithms.md#policy).
-
-    log(1 - tanh(u)^2) is written as 2 (log 2 - u - softplus(-2u)), finite for any u.
-    """
+    """log pi(a|s) of a = tanh(u), u ~ N(mean, exp(log_std)), summed over action dims (eq. 2); log(1 - tanh(u)^2)
+    is written as 2 (log 2 - u - softplus(-2u)), finite for any u."""
     log_det_jacobian = 2 * (math.log(2) - u - nn.functional.softplus(-2 * u))
     return gaussian_log_prob(u, mean, log_std) - log_det_jacobian.sum(-1)
 
@@ -209,8 +209,7 @@ class Actor(nn.Module):
         return self.mean(h), self.log_std(h).clamp(-5.0, 2.0)
 
     def get_action(self, obs, deterministic=False):
-        """Squashed a = tanh(u) of the reparameterised sample u = mu + sigma * eps, u itself, and the entropy
-        estimate of a fresh sample (eq. 11)."""
+        """a = tanh(u) of the reparameterised u = mu + sigma * eps (eq. 1), u, and a fresh sample's entropy (eq. 11)."""
         mean, log_std = self(obs)
         if deterministic:
             return torch.tanh(mean), mean, None
@@ -228,8 +227,7 @@ class Critic(nn.Module):
 
 
 class ObsNormalizer(nn.Module):
-    """Running per-dimension mean and variance in float64 (eqs. 4-5, docs/algorithms.md#normalisation), saved with
-    the model."""
+    """Running per-dimension mean and variance in float64 (eqs. 4-5), saved with the model."""
 
     def __init__(self, num_obs, eps=1e-5):
         super().__init__()
@@ -260,12 +258,13 @@ def policy_loss(actor, b_obs, b_u, b_action_grads, old_mean, old_log_std, alpha,
     # eq. (16), the paper's Eq. 12: action regeneration, the noise with which the current policy emits the stored u
     eps_regen = ((b_u - mean) / log_std.exp()).detach()
     u_regen = mean + log_std.exp() * eps_regen
-    # importance ratio pi/pi_old at u (the tanh terms cancel), not differentiated
+    # eq. (17): importance ratio pi/pi_old at u (the tanh terms cancel), not differentiated
     ratio = (gaussian_log_prob(b_u, mean, log_std) - gaussian_log_prob(b_u, old_mean, old_log_std)).exp().detach()
-    # eqs. (18)-(19), the paper's Eq. 8 and 13: gradient only inside [1 - c_low, 1 + c_high], whatever the sign
-    # of any advantage
+    # eqs. (18)-(19), the paper's Eq. 8 and 13: a sample gives gradient only while its ratio is inside
+    # [1 - c_low, 1 + c_high]; no min with an unclipped term as in PPO
     outside = (ratio < 1 - args.clip_low) | (ratio > 1 + args.clip_high)
     mask = (~outside).float() if args.clip else torch.ones_like(ratio)
+    # a sum, not a mean: g already carries J's 1/(N*H)
     surrogate = (mask * ratio * (b_action_grads * u_regen).sum(-1)).sum()
     kl = gaussian_kl(old_mean, old_log_std, mean, log_std).mean()
     # eq. (21): the soft reward's entropy bonus (eq. 12) at the stored states. g carries its pull on earlier actions,
@@ -278,6 +277,7 @@ def policy_loss(actor, b_obs, b_u, b_action_grads, old_mean, old_log_std, alpha,
 
 
 def critic_value(critics, obs, reduce):
+    """The bootstrap value: the two critics' mean (eq. 3), or their minimum with --critic-reduce min."""
     values = torch.stack([critic(obs) for critic in critics])
     return values.mean(0) if reduce == "mean" else values.min(0).values
 
@@ -319,18 +319,16 @@ def td_lambda_targets(rewards, next_values, terminated, truncated, gamma, lam):
 
 
 def main(args):
+    # TRY NOT TO MODIFY: arguments, run directory, seeding, env
     args = complete_args(args)
-    run_name, writer, checkpoint = start_run(args)  # runs/{run_name}: TensorBoard, and wandb with --track
-
+    run_name, writer, checkpoint = start_run(args, SCRIPT, RESUME_MUST_MATCH)  # TensorBoard (+ wandb); --resume
     seed_everything(args.seed, args.torch_deterministic)
-
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-
-    # env setup
     env = make_env(args.env_id, args.num_envs, str(device), args.seed, episode_length=args.episode_length,
-                   low_memory=args.low_memory, sim_workers=args.sim_workers)
+                   low_memory=args.low_memory, sim_workers=args.sim_workers, render=args.capture_video)
     env = RecordEpisodeStatistics(env)
 
+    # ALGO LOGIC: networks, optimisers, temperature and rollout storage
     actor = Actor(env.num_obs, env.num_actions, args.actor_hidden).to(device)
     critics = nn.ModuleList([Critic(env.num_obs, args.critic_hidden) for _ in range(2)]).to(device)
     obs_normalizer = ObsNormalizer(env.num_obs).to(device)
@@ -344,22 +342,25 @@ def main(args):
     log_alpha = torch.tensor(math.log(args.alpha_init), device=device, requires_grad=True)
     alpha_optimizer = torch.optim.AdamW([log_alpha], lr=args.alpha_lr, betas=args.betas, fused=True)
 
-    # storage for the critic update, (horizon, num_envs, ...)
+    # the rollout, detached, (horizon, num_envs, ...): read by the policy epochs and the critic update
     H, N = args.horizon, args.num_envs
     obs_storage = torch.zeros((H, N, env.num_obs), device=device)
     u_storage = torch.zeros((H, N, env.num_actions), device=device)
-    rewards = torch.zeros((H, N), device=device)
+    soft_rewards = torch.zeros((H, N), device=device)
     next_values = torch.zeros((H, N), device=device)
     terminations = torch.zeros((H, N), dtype=torch.bool, device=device)
     truncations = torch.zeros((H, N), dtype=torch.bool, device=device)
 
+    # TRY NOT TO MODIFY: counters, progress line, checkpoint and resume
     start_iteration = global_step = 0
     nonfinite = NonFiniteGuard("actor gradient", args.max_skipped_updates, "lower --actor-lr or --horizon")
+    critic_nonfinite = NonFiniteGuard("critic gradient", args.max_skipped_updates, "lower --critic-lr")
     report = ProgressReport(writer, args.num_iterations)
     obs = env.reset()
     # what a checkpoint holds, with the random generators and the counters saved below (envs/checkpoint.py)
     stateful = {**model, "actor_optimizer": actor_optimizer, "critic_optimizer": critic_optimizer,
-                "alpha_optimizer": alpha_optimizer, "env": env, "report": report, "nonfinite": nonfinite}
+                "alpha_optimizer": alpha_optimizer, "env": env, "report": report, "nonfinite": nonfinite,
+                "critic_nonfinite": critic_nonfinite}
     checkpointer = Checkpointer(SCRIPT, run_name, args, stateful, writer)
     if checkpoint:
         p = checkpointer.restore(checkpoint)
@@ -368,7 +369,7 @@ def main(args):
             log_alpha.copy_(p["log_alpha"])
 
     for iteration in range(start_iteration, args.num_iterations):
-        # exponential schedule lr_0 * (lr_end / lr_0)^(k / K), eq. (14)
+        # ALGO LOGIC: exponential schedule lr_0 * (lr_end / lr_0)^(k / K), eq. (14)
         frac = iteration / args.num_iterations
         actor_lr = args.actor_lr * (args.end_lr / args.actor_lr) ** frac
         actor_optimizer.param_groups[0]["lr"] = actor_lr
@@ -376,35 +377,37 @@ def main(args):
 
         # Rollout of H steps, differentiable through the simulator (docs/algorithms.md#rollout)
         sim_start = time.time()
-        obs = env.clear_grad()
+        obs = env.clear_grad()  # BPTT stops here: the rollout starts from the envs' state, not from its history
         normalize = obs_normalizer.frozen()
         alpha = log_alpha.exp().detach()
-        step_actions, step_rewards, step_values, entropies = [], [], [], []
+        step_u, step_soft_rewards, step_values, entropies = [], [], [], []
         for t in range(H):
             obs_normalizer.update(obs)
-            obs_storage[t] = normalize(obs).detach()
-            action, u, entropy = actor.get_action(normalize(obs))
-            step_actions.append(u)
+            norm_obs = normalize(obs)
+            obs_storage[t] = norm_obs.detach()
+            action, u, entropy = actor.get_action(norm_obs)  # action = tanh(u)
+            step_u.append(u)
             u_storage[t] = u.detach()
             entropies.append(entropy.detach())
             obs, reward, terminated, truncated, info = env.step(action)
             # value of the state after the step (its final observation where the episode ended)
             step_values.append(critic_value(critics, normalize(info["final_obs"]), args.critic_reduce))
             # soft reward r + alpha * normalised entropy bonus, 1/2 (1 + H / |target entropy|), eq. (12)
-            step_rewards.append(reward + alpha * 0.5 * (1 + entropy / abs(target_entropy)))
+            step_soft_rewards.append(reward + alpha * 0.5 * (1 + entropy / abs(target_entropy)))
             terminations[t], truncations[t] = terminated, truncated
             report.add_episodes(info, step=global_step + (t + 1) * N)  # the episodes that ended at this step
         global_step += N * H
-        step_rewards, step_values = torch.stack(step_rewards), torch.stack(step_values)
-        rewards[:], next_values[:] = step_rewards.detach(), step_values.detach()
+        step_soft_rewards, step_values = torch.stack(step_soft_rewards), torch.stack(step_values)
+        soft_rewards[:], next_values[:] = step_soft_rewards.detach(), step_values.detach()
 
         # Action-gradients g_t = dJ/du_t (eq. 15) of the short-horizon objective J = 1/(N*H) * sum of segment
         # returns (eq. 7, the paper's Eq. 4), in the one backward pass through the simulator of this iteration
-        objective = segment_returns(step_rewards, step_values, terminations, truncations, args.gamma).sum() / (N * H)
-        action_grads = torch.stack(torch.autograd.grad(objective, step_actions))
+        returns = segment_returns(step_soft_rewards, step_values, terminations, truncations, args.gamma)
+        objective = returns.sum() / (N * H)
+        action_grads = torch.stack(torch.autograd.grad(objective, step_u))
         # Free this rollout's graph now, not when these names are next assigned: its nodes keep every step's
         # simulator tape and states alive (backward frees the saved tensors, not the nodes)
-        del objective, step_actions, step_rewards, step_values, obs, action, u, entropy, reward, info
+        del objective, returns, step_u, step_soft_rewards, step_values, obs, norm_obs, action, u, entropy, reward, info
         sim_s = time.time() - sim_start
         update_start = time.time()
 
@@ -439,7 +442,7 @@ def main(args):
         alpha_optimizer.step()
 
         # Critics: TD(lambda) targets, MSE of both critics, minibatches over the flattened rollout (eqs. 8-9)
-        targets = td_lambda_targets(rewards, next_values, terminations, truncations, args.gamma, args.td_lambda)
+        targets = td_lambda_targets(soft_rewards, next_values, terminations, truncations, args.gamma, args.td_lambda)
         targets = targets.flatten()
         minibatch_size = args.batch_size // args.num_minibatches
         value_losses = []
@@ -452,18 +455,18 @@ def main(args):
                 critic_optimizer.zero_grad()
                 value_loss.backward()
                 critic_grad_norm = nn.utils.clip_grad_norm_(critics.parameters(), args.critic_max_grad_norm)
-                if torch.isfinite(critic_grad_norm):
+                if critic_nonfinite.check(torch.isfinite(critic_grad_norm), iteration):  # else: skipped, reported
                     critic_optimizer.step()
-                else:
-                    nonfinite.skipped += 1
                 value_losses.append(value_loss.item())
         update_s = time.time() - update_start
 
+        # TRY NOT TO MODIFY: record the iteration, checkpoint
         writer.add_scalar("charts/learning_rate", actor_lr, global_step)
         writer.add_scalar("losses/actor_loss", actor_loss.item(), global_step)
         writer.add_scalar("losses/value_loss", np.mean(value_losses), global_step)
         writer.add_scalar("losses/grad_norm", grad_norm.item(), global_step)
         writer.add_scalar("losses/skipped_updates", nonfinite.skipped, global_step)
+        writer.add_scalar("losses/skipped_critic_updates", critic_nonfinite.skipped, global_step)
         writer.add_scalar("losses/kl", kl.mean().item(), global_step)
         writer.add_scalar("losses/kl_max", kl.max().item(), global_step)
         writer.add_scalar("losses/entropy", mean_entropy.item(), global_step)
@@ -477,10 +480,10 @@ def main(args):
         report.end_iteration(iteration, global_step)  # episodes, SPS and the progress line
         checkpointer.save_if_due(dict(iteration=iteration + 1, global_step=global_step, log_alpha=log_alpha.detach()))
 
+    # TRY NOT TO MODIFY: save the model, evaluate it, close the logs
     checkpointer.close()
     if args.save_model:
         save_model(f"runs/{run_name}/{args.exp_name}.model", SCRIPT, args, model)
-
     normalize = obs_normalizer.frozen()
     eval_returns = final_evaluation(
         env, lambda obs, deterministic: actor.get_action(normalize(obs), deterministic)[0],
@@ -490,9 +493,7 @@ def main(args):
 
 
 if __name__ == "__main__":
-    args = tyro.cli(Args)
     try:
-        complete_args(args)
-    except ValueError as error:
+        main(tyro.cli(Args))
+    except UsageError as error:  # bad input, refused before any simulation starts
         sys.exit(f"error: {error}")
-    main(args)

@@ -6,8 +6,8 @@ contributes before clipping, and can stop a run early while keeping the learning
     python benchmark/rpo_entropy_ablation.py --entropy-weight c_ent --env-id Ant --num-envs 128 \\
         --total-timesteps 3000000 --seed 11 --checkpoint-every 25 --stop-at-step 2200000
 
---entropy-weight: `c_ent_alpha` is the script's c_ent * alpha * L_ent, `c_ent` the script's before the fix (c_ent * L_ent,
-whatever alpha), `alpha` alpha * L_ent; alpha is the rollout's temperature, detached. Hold alpha at its initial
+--entropy-weight: `c_ent_alpha` is the script's c_ent * alpha * L_ent, `c_ent` the script's before the fix
+(c_ent * L_ent, whatever alpha), `alpha` alpha * L_ent; alpha is the rollout's temperature, detached. Hold alpha at its initial
 value with --alpha-lr 1e-12. The run is named rpo_continuous_dflex_{weight} unless --exp-name says otherwise.
 Logged per iteration, means over the policy epochs: grad_norms/surrogate, grad_norms/kl and grad_norms/entropy,
 the norms of the actor-parameter gradients of L_clip, c_KL * KL and the weighted L_ent (losses/grad_norm is the
@@ -59,8 +59,8 @@ def main():
             term_norms[name].append(torch.stack([g.norm() for g in grads if g is not None]).norm().item())
         return -(terms["surrogate"] + terms["kl"] + terms["entropy"]), stats
 
-    def start_run(args):
-        run_name, writer, checkpoint = script_start_run(args)
+    def start_run(*args):
+        run_name, writer, checkpoint = script_start_run(*args)
         add_scalar = writer.add_scalar
 
         def add_scalar_and_term_norms(tag, value, step, *rest, **kwargs):
@@ -84,11 +84,9 @@ def main():
 
     rpo.policy_loss, rpo.start_run, rpo.Checkpointer.save_if_due = policy_loss, start_run, save_if_due_or_stop
     try:
-        rpo.complete_args(args)
-    except ValueError as error:
-        sys.exit(f"error: {error}")
-    try:
         rpo.main(args)
+    except rpo.UsageError as error:
+        sys.exit(f"error: {error}")
     except SystemExit as stop:
         if not stopped:
             raise

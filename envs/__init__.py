@@ -3,8 +3,10 @@
 - `make_env(env_id, num_envs, ...)`: a differentiable task (`ENV_IDS`) behind one API, `DiffEnv` (diff_env.py):
   the paper's DFlex tasks (ant.py, hopper.py, humanoid.py, anymal.py on dflex_task.py, dflex_integrator.py and
   dflex_inertia.py), Rewarped's others, with Rewarped's flaws fixed (warp_env_fixes.py, featherstone_fix.py,
-  low_memory.py) and loaded quietly (rewarped_loading.py);
-- wrappers.py: `RecordEpisodeStatistics` and `RecordVideo` (frames from render.py), in Gymnasium's idiom;
+  low_memory.py) and loaded quietly (rewarped_loading.py); or any env that keeps the contract of
+  docs/env_contract.md, given as `module:Class` (env_contract.py). Warp and Rewarped are imported only when a
+  Warp task is built;
+- wrappers.py: `RecordEpisodeStatistics` and `RecordVideo` (frames from the env's `render()`), in Gymnasium's idiom;
 - checkpoint.py: checkpoints that resume bit for bit, saved models;
 - experiment.py: the checks, logs, progress line and evaluation around every script's algorithm;
 - gradcheck.py: `python -m envs.gradcheck`, BPTT against finite differences.
@@ -13,8 +15,10 @@ import importlib
 
 import torch
 
-from .diff_env import DiffEnv
-from .rewarped_loading import import_rewarped, quiet_construction
+
+class UsageError(ValueError):
+    """Bad input, refused before any simulation starts; a script prints it as one line that names the fix."""
+
 
 ENV_IDS = ("Ant", "Hopper", "Humanoid", "Anymal", "HandReorient", "CartPole", "RewarpedAnt", "RewarpedHumanoid")
 
@@ -38,34 +42,47 @@ def _check_device(device):
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"unknown device {device!r}; use 'cpu' or 'cuda' (or 'cuda:N')") from None
+        raise UsageError(f"unknown device {device!r}; use 'cpu' or 'cuda' (or 'cuda:N')") from None
     if device.type == "cpu":
         return "cpu"
     if device.type != "cuda":
-        raise ValueError(f"unsupported device {str(device)!r}; use 'cpu' or 'cuda' (or 'cuda:N')")
+        raise UsageError(f"unsupported device {str(device)!r}; use 'cpu' or 'cuda' (or 'cuda:N')")
     if not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but this machine has no usable CUDA GPU; use device='cpu'")
+        raise UsageError("device 'cuda' was asked for but this machine has no usable CUDA GPU; use device='cpu'")
     index = device.index or 0
     if index >= torch.cuda.device_count():
-        raise ValueError(f"no GPU cuda:{index} here ({torch.cuda.device_count()} found); use 'cuda:0' or 'cpu'")
+        raise UsageError(f"no GPU cuda:{index} here ({torch.cuda.device_count()} found); use 'cuda:0' or 'cpu'")
     return f"cuda:{index}"
+
+
+def check_env_id(env_id):
+    """Refuse an env id that is neither a built-in task nor a `module:name` import path."""
+    if env_id not in ENV_IDS and ":" not in env_id:
+        raise UsageError(f"unknown env id {env_id!r}; known ids: {', '.join(ENV_IDS)}, or your own env as "
+                         "module:Class (docs/env_contract.md)")
+    if ":" in env_id:
+        from .env_contract import load_env_factory
+
+        load_env_factory(env_id)
 
 
 def check_sim_workers(sim_workers, num_envs, device="cpu"):
     """Refuse a number of simulations that cannot split `num_envs` envs on `device`, naming the fix."""
     if isinstance(sim_workers, bool) or not isinstance(sim_workers, int) or sim_workers < 1:
-        raise ValueError(f"--sim-workers must be a positive integer, got {sim_workers!r}")
+        raise UsageError(f"--sim-workers must be a positive integer, got {sim_workers!r}")
     if sim_workers > 1 and not str(device).startswith("cpu"):
-        raise ValueError(f"--sim-workers {sim_workers} splits the CPU simulation over threads; on {device} one "
+        raise UsageError(f"--sim-workers {sim_workers} splits the CPU simulation over threads; on {device} one "
                          "simulation runs all envs in parallel already: use --sim-workers 1")
     if num_envs % sim_workers:
-        raise ValueError(f"--sim-workers {sim_workers} must divide --num-envs {num_envs} (each simulation gets "
+        raise UsageError(f"--sim-workers {sim_workers} must divide --num-envs {num_envs} (each simulation gets "
                          "the same number of envs)")
 
 
 def make_env(env_id, num_envs, device="cpu", seed=0, requires_grad=True, episode_length=None, graph_capture=None,
-             low_memory=False, last_action_obs=None, sim_workers=1):
-    """Build `num_envs` parallel copies of task `env_id` (one of `ENV_IDS`) and return a `DiffEnv`.
+             low_memory=False, last_action_obs=None, sim_workers=1, render=False):
+    """Build `num_envs` parallel copies of task `env_id` (one of `ENV_IDS`) and return a `DiffEnv`; or, for an
+    `env_id` of the form `module:name`, the env that the class or factory `name` of `module` builds, checked
+    against the contract of docs/env_contract.md (`render=True`: it must render, for --capture-video).
 
     `sim_workers=P > 1` (CPU only) splits the envs over P simulations of num_envs / P envs each, stepped forward
     and backward in P threads, behind the same API (`ShardedEnv`, sharded_env.py); shard k draws its own random
@@ -80,19 +97,28 @@ def make_env(env_id, num_envs, device="cpu", seed=0, requires_grad=True, episode
     paper's runs (shown without gradients, 0 with them). The same seed on the same device gives bit-identical
     rollouts.
     """
-    if env_id not in ENV_IDS:
-        raise ValueError(f"unknown env id {env_id!r}; known ids: {', '.join(ENV_IDS)}")
+    check_env_id(env_id)
     if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
-        raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        raise UsageError(f"num_envs must be a positive integer, got {num_envs!r}")
     if episode_length is not None and (not isinstance(episode_length, int) or episode_length < 1):
-        raise ValueError(f"episode_length must be a positive integer or None, got {episode_length!r}")
+        raise UsageError(f"episode_length must be a positive integer or None, got {episode_length!r}")
     device = _check_device(device)
+    if ":" in env_id:
+        from .env_contract import make_own_env
+
+        built_in_only = {"graph_capture": graph_capture, "low_memory": low_memory,
+                         "last_action_obs": last_action_obs, "sim_workers": sim_workers > 1}
+        for name, value in built_in_only.items():
+            if value:
+                raise UsageError(f"{name} applies to the built-in Warp tasks only; leave it out for {env_id}")
+        return make_own_env(env_id, num_envs, device, seed, requires_grad, episode_length, render)
     if last_action_obs is not None and env_id not in _LAST_ACTION_OPTION:
-        raise ValueError(f"last_action_obs applies to {', '.join(_LAST_ACTION_OPTION)} only; leave it None for {env_id}")
+        raise UsageError(f"last_action_obs applies to {', '.join(_LAST_ACTION_OPTION)} only; leave it None for "
+                         f"{env_id}")
     if graph_capture is None:
         graph_capture = device.startswith("cuda")
     elif graph_capture and not device.startswith("cuda"):
-        raise ValueError("graph_capture=True needs a CUDA device; leave it None on the CPU")
+        raise UsageError("graph_capture=True needs a CUDA device; leave it None on the CPU")
     if low_memory and graph_capture:
         graph_capture = False  # the captured step already recomputes its forward in the backward pass
     check_sim_workers(sim_workers, num_envs, device)
@@ -102,6 +128,9 @@ def make_env(env_id, num_envs, device="cpu", seed=0, requires_grad=True, episode
         return ShardedEnv([make_env(env_id, num_envs // sim_workers, device, shard_seed(seed, k),
                                     requires_grad, episode_length, graph_capture, low_memory, last_action_obs)
                            for k in range(sim_workers)])
+
+    from .diff_env import DiffEnv
+    from .rewarped_loading import import_rewarped, quiet_construction
 
     import_rewarped()
     from .warp_env_fixes import WarpEnvFixes

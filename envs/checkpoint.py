@@ -13,6 +13,8 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
+from . import UsageError
+
 
 def flag(name):
     """The command-line flag of an `Args` field: num_envs -> --num-envs."""
@@ -29,13 +31,13 @@ def _read(path, flag, what):
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # missing, truncated, corrupt or not a torch file
         reason = (str(error).splitlines() or [type(error).__name__])[0]
-        raise ValueError(f"{flag} {path}: not a readable {what} ({reason})") from None
+        raise UsageError(f"{flag} {path}: not a readable {what} ({reason})") from None
 
 
 def read_checkpoint(path):
     checkpoint = _read(path, "--resume", "checkpoint")
     if not isinstance(checkpoint, dict) or not {"script", "args", "run_name"} <= set(checkpoint):
-        raise ValueError(f"--resume {path}: not a checkpoint (a model saved with --save-model? evaluate it with "
+        raise UsageError(f"--resume {path}: not a checkpoint (a model saved with --save-model? evaluate it with "
                          "--eval-model)")
     return checkpoint
 
@@ -56,28 +58,29 @@ def load_model(path, script, modules):
 def read_model(path, script):
     """A model that `script` saved with --save-model, read on the CPU; refuses anything else in one line."""
     if not os.path.isfile(path):
-        raise ValueError(f"--eval-model {path}: no such file")
+        raise UsageError(f"--eval-model {path}: no such file")
     model = _read(path, "--eval-model", "model")
     if not isinstance(model, dict) or "actor" not in model or "args" not in model:
-        raise ValueError(f"--eval-model {path}: not a model saved with --save-model (a checkpoint? continue it "
+        raise UsageError(f"--eval-model {path}: not a model saved with --save-model (a checkpoint? continue it "
                          "with --resume)")
     if model.get("script", script) != script:
-        raise ValueError(f"--eval-model {path} is a model of {model['script']}; evaluate it with that script")
+        raise UsageError(f"--eval-model {path} is a model of {model['script']}; evaluate it with that script")
     return model
 
 
 def check_checkpoint(args, script, must_match):
-    """With --resume: refuse a checkpoint of another script, or one saved with other values of the `must_match`
-    arguments."""
+    """With --resume: the checkpoint, refused if another script saved it or saved it with other values of the
+    `must_match` arguments (None without --resume)."""
     if args.resume is None:
-        return
+        return None
     saved = read_checkpoint(args.resume)
     if saved["script"] != script:
-        raise ValueError(f"--resume {args.resume} is a checkpoint of {saved['script']}; resume it with that script")
+        raise UsageError(f"--resume {args.resume} is a checkpoint of {saved['script']}; resume it with that script")
     for name in must_match:
         if saved["args"].get(name) != getattr(args, name):
-            raise ValueError(f"--resume {args.resume} was saved with {flag(name)} {saved['args'].get(name)}, this run "
+            raise UsageError(f"--resume {args.resume} was saved with {flag(name)} {saved['args'].get(name)}, this run "
                              f"has {flag(name)} {getattr(args, name)}; run with the checkpoint's value")
+    return saved
 
 
 def rng_states():

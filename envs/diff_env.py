@@ -16,6 +16,7 @@ class DiffEnv:
     info["nan_resets"]   # how many envs were reset this step because their obs or reward was not finite
     obs = env.clear_grad()                                       # cut autograd history, keep the physical state
     state = env.state_dict(); env.load_state_dict(state)         # checkpoint and restore every env exactly
+    frame = env.render()      # (height, width, 3) uint8, the first two envs; env.metadata["render_fps"] frames/s
     """
 
     def __init__(self, task, seed):
@@ -26,6 +27,8 @@ class DiffEnv:
         self.max_episode_length = task.episode_length
         self.device = torch.device(task.device)
         self.requires_grad = task.requires_grad
+        self.metadata = {"render_fps": round(1.0 / task.frame_dt)}
+        self._renderer = None
         # Rewarped draws its random initial states from torch's global RNG and ignores its `seed` argument.
         # The env keeps a generator state of its own and swaps it in around every task call.
         self._seed(seed)
@@ -104,6 +107,14 @@ class DiffEnv:
         task.integrator._step = state["counters"]["integrator_step"]
         task.num_frames = state["counters"]["num_frames"]
         self._rng_state = state["rng_state"].clone()
+
+    def render(self):
+        """A headless RGB frame of the first two envs (render.py); reads the state, changes nothing."""
+        if self._renderer is None:
+            from .render import FrameRenderer
+
+            self._renderer = FrameRenderer(self.task, num_envs=2)
+        return self._renderer.frame()
 
     def step(self, actions):
         self.begin_step(actions)

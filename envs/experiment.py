@@ -10,33 +10,38 @@ import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from . import ENV_IDS, check_sim_workers
-from .checkpoint import finish_wandb_run, flag, read_checkpoint, read_model
+from . import UsageError, check_env_id, check_sim_workers
+from .checkpoint import check_checkpoint, finish_wandb_run, flag, read_model
 from .wrappers import RecordVideo, check_video_support
 
+# the defaults of --num-envs and --total-timesteps for your own env (docs/env_contract.md)
+OWN_ENV_NUM_ENVS, OWN_ENV_TIMESTEPS = 64, 1_000_000
 
-def check_run_args(args, script, paper_num_envs):
-    """The checks of the options every script has, before any simulation starts. --num-envs defaults to the
-    paper's value for the task (`paper_num_envs`); with --eval-model, the network sizes become the saved model's."""
-    if args.env_id not in ENV_IDS:
-        raise ValueError(f"unknown --env-id {args.env_id!r}; known ids: {', '.join(ENV_IDS)}")
+
+def check_run_args(args, script, paper_num_envs, paper_timesteps):
+    """The checks of the options every script has, before any simulation starts. --num-envs and --total-timesteps
+    default to the paper's values for the task (`paper_num_envs`, `paper_timesteps`); with --eval-model, the
+    network sizes become the saved model's."""
+    check_env_id(args.env_id)
     if args.num_envs is None:
-        args.num_envs = paper_num_envs[args.env_id]
+        args.num_envs = paper_num_envs.get(args.env_id, OWN_ENV_NUM_ENVS)
+    if args.total_timesteps is None:
+        args.total_timesteps = paper_timesteps.get(args.env_id, OWN_ENV_TIMESTEPS)
     check_ranges(args, at_least_one=("num_envs",))
     check_sim_workers(args.sim_workers, args.num_envs, "cuda" if args.cuda and torch.cuda.is_available() else "cpu")
     if args.track and importlib.util.find_spec("wandb") is None:
-        raise ValueError("--track needs the wandb package: pip install wandb")
+        raise UsageError("--track needs the wandb package: pip install wandb")
     if args.eval_model is not None:
         if args.resume is not None:
-            raise ValueError("--resume continues training and --eval-model skips it: give one of them")
+            raise UsageError("--resume continues training and --eval-model skips it: give one of them")
         saved = read_model(args.eval_model, script)["args"]
         if saved["env_id"] != args.env_id:
-            raise ValueError(f"--eval-model {args.eval_model} holds a model for {saved['env_id']}; run with "
+            raise UsageError(f"--eval-model {args.eval_model} holds a model for {saved['env_id']}; run with "
                              f"--env-id {saved['env_id']}")
         args.actor_hidden, args.critic_hidden = saved["actor_hidden"], saved["critic_hidden"]  # the model's sizes
     if args.capture_video:
         if not args.evaluate:
-            raise ValueError("--capture-video renders the final evaluation: drop --no-evaluate")
+            raise UsageError("--capture-video renders the final evaluation: drop --no-evaluate")
         check_video_support()
     check_ranges(args, non_negative=("seed", "checkpoint_every"), at_least_one=("episode_length",))
 
@@ -59,7 +64,7 @@ def check_ranges(args, **names_by_kind):
             value = getattr(args, name)
             values = value if isinstance(value, tuple) else (value,)
             if value is not None and not all(math.isfinite(x) and test(x) for x in values):
-                raise ValueError(f"{flag(name)} must be {expected}, got {value}")
+                raise UsageError(f"{flag(name)} must be {expected}, got {value}")
 
 
 def seed_everything(seed, torch_deterministic):
@@ -75,7 +80,7 @@ def count_iterations(args):
     if args.eval_model:
         return 0
     if args.total_timesteps < args.batch_size:
-        raise ValueError(f"--total-timesteps {args.total_timesteps} is less than one iteration (num_envs * horizon = "
+        raise UsageError(f"--total-timesteps {args.total_timesteps} is less than one iteration (num_envs * horizon = "
                          f"{args.batch_size}); raise it or lower --num-envs / --horizon")
     return args.total_timesteps // args.batch_size
 
@@ -92,11 +97,12 @@ class WandbMirroredWriter(SummaryWriter):
         wandb.log({tag: scalar_value, "global_step": global_step})
 
 
-def start_run(args):
+def start_run(args, script, must_match):
     """The run's name, its TensorBoard writer on `runs/{run_name}` (mirrored to wandb with --track) and the
-    checkpoint that --resume names (None without it): a resumed run keeps its name and appends to its directory."""
-    checkpoint = read_checkpoint(args.resume) if args.resume else None
-    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    checkpoint that --resume names (None without it), refused unless `script` saved it with the same values of the
+    `must_match` arguments: a resumed run keeps its name and appends to its directory."""
+    checkpoint = check_checkpoint(args, script, must_match)
+    run_name = f"{args.env_id.replace(':', '.')}__{args.exp_name}__{args.seed}__{int(time.time())}"  # module:Class
     if checkpoint:
         run_name = checkpoint["run_name"]
     writer_class = SummaryWriter
@@ -216,9 +222,9 @@ def final_evaluation(env, policy, args, run_name, writer, global_step):
 
 
 class NonFiniteGuard:
-    """Updates skipped for a non-finite gradient are counted (`skipped`, logged as losses/skipped_updates), the
-    first is reported on stderr, and `max_in_a_row` iterations in a row with one abort the run with `advice`.
-    Its state travels with a checkpoint."""
+    """Updates skipped for a non-finite gradient of `what` (an actor's iteration, a critics' minibatch) are counted
+    (`skipped`, which the scripts log), the first is reported on stderr, and `max_in_a_row` in a row abort the run
+    with `advice`. Its state travels with a checkpoint."""
 
     def __init__(self, what, max_in_a_row, advice):
         self.what, self.max_in_a_row, self.advice = what, max_in_a_row, advice
@@ -226,7 +232,7 @@ class NonFiniteGuard:
         self.reported = False
 
     def check(self, finite, iteration):
-        """Whether this iteration's gradient was finite; counts, reports or aborts when it was not."""
+        """Whether this update's gradient was finite; counts, reports or aborts when it was not."""
         if finite:
             self.in_a_row = 0
             return True
@@ -236,7 +242,7 @@ class NonFiniteGuard:
             self.reported = True
             print(f"warning: non-finite {self.what} at iteration {iteration}; its update skipped", file=sys.stderr)
         if self.in_a_row >= self.max_in_a_row:
-            raise RuntimeError(f"{self.what} non-finite for {self.in_a_row} iterations in a row; {self.advice}, or "
+            raise RuntimeError(f"{self.what} non-finite in {self.in_a_row} updates in a row; {self.advice}, or "
                                "check the task for NaN states")
         return False
 

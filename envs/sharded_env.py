@@ -96,7 +96,7 @@ class ShardedEnv:
         self.num_obs, self.num_actions = first.num_obs, first.num_actions
         self.max_episode_length, self.device = first.max_episode_length, first.device
         self.requires_grad = first.requires_grad
-        self.task = first.task  # for rendering: its first envs are the env's first envs
+        self.task, self.metadata, self.render = first.task, first.metadata, first.render  # the env's first envs
         self.pool = ThreadPoolExecutor(max_workers=self.sim_workers)
         self.warm = False
 

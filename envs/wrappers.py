@@ -1,8 +1,11 @@
-"""Env wrappers in Gymnasium's idiom: `RecordEpisodeStatistics` and `RecordVideo` around a `DiffEnv`."""
+"""Env wrappers in Gymnasium's idiom: `RecordEpisodeStatistics` and `RecordVideo` around any env of the contract
+(docs/env_contract.md)."""
 import importlib.util
 import os
 
 import torch
+
+from . import UsageError
 
 VIDEO_PACKAGES = ("imageio", "imageio_ffmpeg")
 
@@ -65,28 +68,25 @@ def check_video_support():
     """Raise a one-line error naming what to install when MP4 writing is not available."""
     missing = [name for name in VIDEO_PACKAGES if importlib.util.find_spec(name) is None]
     if missing:
-        raise ValueError(f"--capture-video needs {' and '.join(missing)}: pip install imageio imageio-ffmpeg")
+        raise UsageError(f"--capture-video needs {' and '.join(missing)}: pip install imageio imageio-ffmpeg")
 
 
 class RecordVideo(Wrapper):
-    """A frame of the first `num_envs` envs after every step (`render.FrameRenderer`), written to the MP4 `path`
-    at the task's real-time rate; `close()` finishes the file."""
+    """The env's `render()` after every step, written to the MP4 `path` at `env.metadata["render_fps"]` frames per
+    second; `close()` finishes the file."""
 
-    def __init__(self, env, path, num_envs=2):
+    def __init__(self, env, path):
         super().__init__(env)
         check_video_support()
         import imageio.v2 as imageio
 
-        from .render import FrameRenderer
-
-        self.renderer = FrameRenderer(env.task, num_envs)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self.writer = imageio.get_writer(path, fps=round(1.0 / env.task.frame_dt), codec="libx264",
-                                         macro_block_size=1, ffmpeg_log_level="error")
+        self.writer = imageio.get_writer(path, fps=env.metadata["render_fps"], codec="libx264", macro_block_size=1,
+                                         ffmpeg_log_level="error")
 
     def step(self, actions):
         result = self.env.step(actions)
-        self.writer.append_data(self.renderer.frame())
+        self.writer.append_data(self.env.render())
         return result
 
     def close(self):

@@ -14,6 +14,7 @@ import ppo_dflex
 import rpo_continuous_dflex
 import sapo_dflex
 import shac_dflex
+from envs import UsageError
 from envs.checkpoint import atomic_save, save_model
 
 # filled in at run time from the sizes: a value given on the command line is overwritten, never used
@@ -39,7 +40,7 @@ def refused(script, tmp_path, monkeypatch, **overrides):
     """The error `script.main` raises for CartPole with `overrides`; asserts that it is one line and that the
     working directory got no run directory."""
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(UsageError) as error:
         settings = dict(env_id="CartPole", num_envs=4, horizon=8, total_timesteps=64, cuda=False)
         script.main(script.Args(**{**settings, **overrides}))
     message = str(error.value)

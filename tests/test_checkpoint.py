@@ -166,7 +166,7 @@ def saved_checkpoint(tmp_path, module, **changes):
 def test_a_checkpoint_of_another_task_size_or_network_is_refused(module, changes, message, tmp_path):
     path = saved_checkpoint(tmp_path, module, **changes)
     with pytest.raises(ValueError, match=message):
-        module.complete_args(module.Args(env_id="CartPole", num_envs=4, resume=path))
+        module.main(module.Args(env_id="CartPole", num_envs=4, total_timesteps=128, resume=path))
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -174,7 +174,7 @@ def test_a_checkpoint_of_another_script_is_refused(module, tmp_path):
     other = MODULES[(MODULES.index(module) + 1) % len(MODULES)]
     path = saved_checkpoint(tmp_path, other)
     with pytest.raises(ValueError, match=f"is a checkpoint of {other.SCRIPT}; resume it with that script"):
-        module.complete_args(module.Args(env_id="CartPole", num_envs=4, resume=path))
+        module.main(module.Args(env_id="CartPole", num_envs=4, total_timesteps=128, resume=path))
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -185,9 +185,10 @@ def test_a_missing_truncated_or_corrupt_checkpoint_is_refused(module, tmp_path):
     for name, content in (("truncated.pt", data[: len(data) // 2]), ("corrupt.pt", b"not a checkpoint")):
         (tmp_path / name).write_bytes(content)
         with pytest.raises(ValueError, match=f"--resume {tmp_path / name}: not a readable checkpoint"):
-            module.complete_args(module.Args(env_id="CartPole", num_envs=4, resume=str(tmp_path / name)))
+            module.main(module.Args(env_id="CartPole", num_envs=4, total_timesteps=128, resume=str(tmp_path / name)))
     with pytest.raises(ValueError, match="not a readable checkpoint .*No such file"):
-        module.complete_args(module.Args(env_id="CartPole", num_envs=4, resume=str(tmp_path / "missing.pt")))
+        module.main(module.Args(env_id="CartPole", num_envs=4, total_timesteps=128,
+                                resume=str(tmp_path / "missing.pt")))
 
 
 def test_a_failed_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
@@ -216,7 +217,7 @@ def test_a_negative_checkpoint_interval_is_refused(module):
 def test_resume_and_eval_model_together_are_refused(module, tmp_path):
     path = saved_checkpoint(tmp_path, module)
     with pytest.raises(ValueError, match="--resume continues training and --eval-model skips it: give one of them"):
-        module.complete_args(module.Args(env_id="CartPole", num_envs=4, resume=path, eval_model=path))
+        module.main(module.Args(env_id="CartPole", num_envs=4, total_timesteps=128, resume=path, eval_model=path))
 
 
 def test_a_second_signal_exits_at_once(monkeypatch):

@@ -50,7 +50,7 @@ COMMON_TAGS = {
     "losses/value_loss", "losses/grad_norm", "losses/skipped_updates", "perf/sim_s", "perf/update_s",
     "eval/deterministic_return", "eval/stochastic_return", "charts/episodes_ended",
 }
-SHAC_TAGS = COMMON_TAGS | {"losses/kl", "losses/kl_max"}
+SHAC_TAGS = COMMON_TAGS | {"losses/kl", "losses/kl_max", "losses/skipped_critic_updates"}
 SAPO_TAGS = SHAC_TAGS | {"losses/entropy", "losses/alpha"}
 RPO_TAGS = SAPO_TAGS | {"losses/clipfrac", "losses/ratio_max", "losses/action_grad_norm", "losses/surrogate"}
 PPO_TAGS = COMMON_TAGS | {"losses/approx_kl", "losses/clipfrac", "losses/entropy"}
@@ -120,24 +120,55 @@ def test_command_line_reports_bad_input_in_one_line(script):
     assert result.returncode != 0
     assert result.stdout == ""
     assert result.stderr.strip().splitlines() == [
-        "error: unknown --env-id 'Pendulum'; known ids: Ant, Hopper, Humanoid, Anymal, HandReorient, CartPole, "
-        "RewarpedAnt, RewarpedHumanoid"
+        "error: unknown env id 'Pendulum'; known ids: Ant, Hopper, Humanoid, Anymal, HandReorient, CartPole, "
+        "RewarpedAnt, RewarpedHumanoid, or your own env as module:Class (docs/env_contract.md)"
     ]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_nonfinite_gradients_are_skipped_reported_and_abort_the_run(script, tmp_path, monkeypatch, capsys):
-    """Every gradient norm reads NaN: no optimiser step may be taken, the first skip is reported on stderr,
-    and the run stops after --max-skipped-updates iterations in a row."""
+@pytest.mark.parametrize("broken", ["actor", "every network"])
+def test_nonfinite_gradients_are_skipped_reported_and_abort_the_run(script, broken, tmp_path, monkeypatch, capsys):
+    """The actor's gradient norm (or every one) reads NaN: no broken network may take an optimiser step, each kind of
+    skip is reported once on stderr, and --max-skipped-updates skips in a row stop the run. The actor's count
+    iterations, the critics' minibatches (their 2 skips in a row come first); PPO steps both networks together
+    and counts iterations."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda parameters, max_norm: torch.tensor(float("nan")))
-    steps = []
-    monkeypatch.setattr(torch.optim.AdamW, "step", lambda self, closure=None: steps.append(self))
-    with pytest.raises(RuntimeError, match="non-finite for 2 iterations in a row"):
+    actors = []
+
+    class RecordedActor(script.Actor):
+        def __init__(self, *args):
+            super().__init__(*args)
+            actors.append(self)
+
+    clip_grad_norm = torch.nn.utils.clip_grad_norm_
+
+    def nan_where_broken(parameters, max_norm):
+        parameters = list(parameters)
+        if broken == "every network" or any(p is actors[0].mean.weight for p in parameters):
+            return torch.tensor(float("nan"))
+        return clip_grad_norm(parameters, max_norm)
+
+    stepped, adamw_step = [], torch.optim.AdamW.step
+
+    def recorded_step(self, closure=None):
+        stepped.append({id(p) for group in self.param_groups for p in group["params"]})
+        return adamw_step(self, closure)
+
+    monkeypatch.setattr(script, "Actor", RecordedActor)
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", nan_where_broken)
+    monkeypatch.setattr(torch.optim.AdamW, "step", recorded_step)
+    what = ("gradient" if script is ppo_dflex else
+            "critic gradient" if broken == "every network" else "actor gradient")
+    with pytest.raises(RuntimeError, match=f"^{what} non-finite in 2 updates in a row"):
         script.main(tiny_cartpole_args(script, "nonfinite", total_timesteps=96, max_skipped_updates=2))
-    stderr = capsys.readouterr().err
-    assert stderr.count("warning: non-finite") == 1
-    assert all(optimizer.param_groups[0]["params"][0].shape == () for optimizer in steps)  # only SAPO/RPO's alpha
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: non-finite")]
+    expected = {"actor gradient", "critic gradient"} if broken == "every network" else {"actor gradient"}
+    assert sorted(line.split("non-finite ")[1].split(" at")[0] for line in warnings) == sorted(
+        {"gradient"} if script is ppo_dflex else expected)
+    actor_parameters = {id(p) for p in actors[0].parameters()}
+    assert not any(ids & actor_parameters for ids in stepped)
+    if broken == "every network":
+        assert all(len(ids) == 1 for ids in stepped)  # only SAPO's and RPO's temperature, log alpha
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
