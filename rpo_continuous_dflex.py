@@ -95,19 +95,16 @@ class Args:
     kl_coef: Optional[float] = None
     """the coefficient of KL(pi_old || pi) (default: per task, Ant 0.25, Hopper 0.2, others 0.2 unconfirmed)"""
     ent_coef: Optional[float] = None
-    """c_ent, the explicit entropy term's weight (default: per task, Ant 0.2, Hopper 0.25, others 0.2 unconfirmed)"""
+    """c_ent, the entropy coefficient: of the reward's bonus and of the explicit entropy term (default: per task,
+    Ant 0.2, Hopper 0.25, others 0.2 unconfirmed)"""
     clip: bool = True
     """if toggled, mask samples whose importance ratio leaves [1 - clip_low, 1 + clip_high]; --no-clip keeps all"""
     clip_low: float = 0.8
     """c_low: samples whose ratio is below 1 - c_low (0.2 by default) give no gradient"""
     clip_high: float = 1.0
     """c_high: samples whose ratio is above 1 + c_high (2.0 by default) give no gradient (unconfirmed)"""
-    alpha_init: float = 1.0
-    """the initial entropy temperature alpha (the RPO paper tuned it lower for HandReorient; value unconfirmed)"""
-    alpha_lr: float = 5e-3
-    """the learning rate of log(alpha)"""
     target_entropy_scale: float = 0.5
-    """the target entropy is -target_entropy_scale * num_actions"""
+    """the target entropy, which scales the entropy bonus, is -target_entropy_scale * num_actions"""
     end_lr: float = 1e-5
     """the learning rate reached at the last iteration"""
     betas: Tuple[float, float] = (0.7, 0.95)
@@ -146,8 +143,8 @@ def complete_args(args):
     args.ent_coef = ent_coef if args.ent_coef is None else args.ent_coef
     check_ranges(args, at_least_one=("num_envs", "horizon", "update_epochs", "critic_iterations", "num_minibatches",
                                      "max_skipped_updates", "actor_hidden", "critic_hidden"),
-                 positive=("actor_lr", "critic_lr", "end_lr", "max_grad_norm", "critic_max_grad_norm", "alpha_init",
-                           "alpha_lr", "target_entropy_scale"),
+                 positive=("actor_lr", "critic_lr", "end_lr", "max_grad_norm", "critic_max_grad_norm",
+                           "target_entropy_scale"),
                  non_negative=("kl_coef", "ent_coef", "clip_high"),  # the ratio range [1 - clip_low, 1 + clip_high]
                  fraction=("gamma", "td_lambda"), below_one=("betas", "clip_low"))
     args.batch_size = args.num_envs * args.horizon
@@ -251,9 +248,9 @@ class ObsNormalizer(nn.Module):
         return lambda obs: (obs - mean) / std
 
 
-def policy_loss(actor, b_obs, b_u, b_action_grads, old_mean, old_log_std, alpha, target_entropy, args):
-    """RPO's actor loss on the stored rollout, -(L_clip - c_KL * KL + c_ent * alpha * L_ent), eq. (22), and the
-    quantities the epoch loop logs. b_action_grads holds the cached g_t = dJ/du_t, alpha the rollout's temperature."""
+def policy_loss(actor, b_obs, b_u, b_action_grads, old_mean, old_log_std, target_entropy, args):
+    """RPO's actor loss on the stored rollout, -(L_clip - c_KL * KL + c_ent * L_ent), eq. (22), and the
+    quantities the epoch loop logs. b_action_grads holds the cached g_t = dJ/du_t."""
     mean, log_std = actor(b_obs)
     # eq. (16), the paper's Eq. 12: action regeneration, the noise with which the current policy emits the stored u
     eps_regen = ((b_u - mean) / log_std.exp()).detach()
@@ -268,10 +265,10 @@ def policy_loss(actor, b_obs, b_u, b_action_grads, old_mean, old_log_std, alpha,
     surrogate = (mask * ratio * (b_action_grads * u_regen).sum(-1)).sum()
     kl = gaussian_kl(old_mean, old_log_std, mean, log_std).mean()
     # eq. (21): the soft reward's entropy bonus (eq. 12) at the stored states. g carries its pull on earlier actions,
-    # not its own dependence on theta; that same-step gradient is put back here, alpha-scaled as in the reward and
-    # not discounted (paper, Appendix C)
+    # not its own dependence on theta; that same-step gradient is put back here, with the reward's coefficient c_ent
+    # and not discounted (paper, Appendix C)
     entropy = (0.5 * (1 + entropy_estimate(mean, log_std) / abs(target_entropy))).mean()
-    loss = -(surrogate - args.kl_coef * kl + args.ent_coef * alpha * entropy)
+    loss = -(surrogate - args.kl_coef * kl + args.ent_coef * entropy)
     return loss, {"u_regen": u_regen, "ratio": ratio, "outside": outside, "surrogate": surrogate, "kl": kl,
                   "entropy": entropy}
 
@@ -328,7 +325,7 @@ def main(args):
                    low_memory=args.low_memory, sim_workers=args.sim_workers, render=args.capture_video)
     env = RecordEpisodeStatistics(env)
 
-    # ALGO LOGIC: networks, optimisers, temperature and rollout storage
+    # ALGO LOGIC: networks, optimisers and rollout storage
     actor = Actor(env.num_obs, env.num_actions, args.actor_hidden).to(device)
     critics = nn.ModuleList([Critic(env.num_obs, args.critic_hidden) for _ in range(2)]).to(device)
     obs_normalizer = ObsNormalizer(env.num_obs).to(device)
@@ -339,8 +336,6 @@ def main(args):
     actor_optimizer = torch.optim.AdamW(actor.parameters(), lr=args.actor_lr, betas=args.betas, fused=True)
     critic_optimizer = torch.optim.AdamW(critics.parameters(), lr=args.critic_lr, betas=args.betas, fused=True)
     target_entropy = -args.target_entropy_scale * env.num_actions
-    log_alpha = torch.tensor(math.log(args.alpha_init), device=device, requires_grad=True)
-    alpha_optimizer = torch.optim.AdamW([log_alpha], lr=args.alpha_lr, betas=args.betas, fused=True)
 
     # the rollout, detached, (horizon, num_envs, ...): read by the policy epochs and the critic update
     H, N = args.horizon, args.num_envs
@@ -359,14 +354,12 @@ def main(args):
     obs = env.reset()
     # what a checkpoint holds, with the random generators and the counters saved below (envs/checkpoint.py)
     stateful = {**model, "actor_optimizer": actor_optimizer, "critic_optimizer": critic_optimizer,
-                "alpha_optimizer": alpha_optimizer, "env": env, "report": report, "nonfinite": nonfinite,
+                "env": env, "report": report, "nonfinite": nonfinite,
                 "critic_nonfinite": critic_nonfinite}
     checkpointer = Checkpointer(SCRIPT, run_name, args, stateful, writer)
     if checkpoint:
         p = checkpointer.restore(checkpoint)
         start_iteration, global_step = p["iteration"], p["global_step"]
-        with torch.no_grad():
-            log_alpha.copy_(p["log_alpha"])
 
     for iteration in range(start_iteration, args.num_iterations):
         # ALGO LOGIC: exponential schedule lr_0 * (lr_end / lr_0)^(k / K), eq. (14)
@@ -379,7 +372,6 @@ def main(args):
         sim_start = time.time()
         obs = env.clear_grad()  # BPTT stops here: the rollout starts from the envs' state, not from its history
         normalize = obs_normalizer.frozen()
-        alpha = log_alpha.exp().detach()
         step_u, step_soft_rewards, step_values, entropies = [], [], [], []
         for t in range(H):
             obs_normalizer.update(obs)
@@ -392,8 +384,9 @@ def main(args):
             obs, reward, terminated, truncated, info = env.step(action)
             # value of the state after the step (its final observation where the episode ended)
             step_values.append(critic_value(critics, normalize(info["final_obs"]), args.critic_reduce))
-            # soft reward r + alpha * normalised entropy bonus, 1/2 (1 + H / |target entropy|), eq. (12)
-            step_soft_rewards.append(reward + alpha * 0.5 * (1 + entropy / abs(target_entropy)))
+            # soft reward r + c_ent * normalised entropy bonus, 1/2 (1 + H / |target entropy|), eq. (12) with a
+            # fixed coefficient in place of SAPO's learned temperature (docs/algorithms.md#rpo)
+            step_soft_rewards.append(reward + args.ent_coef * 0.5 * (1 + entropy / abs(target_entropy)))
             terminations[t], truncations[t] = terminated, truncated
             report.add_episodes(info, step=global_step + (t + 1) * N)  # the episodes that ended at this step
         global_step += N * H
@@ -419,8 +412,8 @@ def main(args):
             old_mean, old_log_std = actor(b_obs)
         clipfracs, surrogates, ratio_maxes = [], [], []
         for _ in range(args.update_epochs):
-            actor_loss, stats = policy_loss(actor, b_obs, b_u, b_action_grads, old_mean, old_log_std, alpha,
-                                            target_entropy, args)
+            actor_loss, stats = policy_loss(actor, b_obs, b_u, b_action_grads, old_mean, old_log_std, target_entropy,
+                                            args)
             actor_optimizer.zero_grad()
             actor_loss.backward()
             grad_norm = nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm)
@@ -433,13 +426,6 @@ def main(args):
         nonfinite.check(torch.isfinite(grad_norm), iteration)  # the remaining epochs were skipped, reported
         with torch.no_grad():  # KL(pi_before || pi_after) per state, eq. (20): the paper's Figure 1 measure
             kl = gaussian_kl(old_mean, old_log_std, *actor(b_obs))
-
-        # Temperature: entropy above the target shrinks alpha, eq. (13)
-        mean_entropy = torch.stack(entropies).mean()
-        alpha_loss = log_alpha.exp() * abs(target_entropy) * (mean_entropy - target_entropy)
-        alpha_optimizer.zero_grad()
-        alpha_loss.backward()
-        alpha_optimizer.step()
 
         # Critics: TD(lambda) targets, MSE of both critics, minibatches over the flattened rollout (eqs. 8-9)
         targets = td_lambda_targets(soft_rewards, next_values, terminations, truncations, args.gamma, args.td_lambda)
@@ -469,8 +455,7 @@ def main(args):
         writer.add_scalar("losses/skipped_critic_updates", critic_nonfinite.skipped, global_step)
         writer.add_scalar("losses/kl", kl.mean().item(), global_step)
         writer.add_scalar("losses/kl_max", kl.max().item(), global_step)
-        writer.add_scalar("losses/entropy", mean_entropy.item(), global_step)
-        writer.add_scalar("losses/alpha", alpha.item(), global_step)
+        writer.add_scalar("losses/entropy", torch.stack(entropies).mean().item(), global_step)
         writer.add_scalar("losses/clipfrac", np.mean(clipfracs or [np.nan]), global_step)
         writer.add_scalar("losses/ratio_max", np.max(ratio_maxes or [np.nan]), global_step)
         writer.add_scalar("losses/action_grad_norm", action_grads.norm().item(), global_step)
@@ -478,7 +463,7 @@ def main(args):
         writer.add_scalar("perf/sim_s", sim_s, global_step)
         writer.add_scalar("perf/update_s", update_s, global_step)
         report.end_iteration(iteration, global_step)  # episodes, SPS and the progress line
-        checkpointer.save_if_due(dict(iteration=iteration + 1, global_step=global_step, log_alpha=log_alpha.detach()))
+        checkpointer.save_if_due(dict(iteration=iteration + 1, global_step=global_step))
 
     # TRY NOT TO MODIFY: save the model, evaluate it, close the logs
     checkpointer.close()

@@ -8,7 +8,7 @@ Per experiment (exp_name; its seeds are runs/{env_id}__{exp_name}__{seed}__{time
 training return (mean of the last 100 finished episodes, as benchmark/curves.py counts it) at each --at step and
 at the run's end, its peak over the run and the end as a share of the peak; the means of losses/entropy,
 losses/alpha and losses/value_loss over the 0.1M env steps before --state-at; and the actor's gradient norm per
-term of eq. (22) where benchmark/rpo_entropy_ablation.py logged them (grad_norms/*, same window). The figure
+term of eq. (22) where benchmark/rpo_term_norms.py (or its predecessor) logged them (grad_norms/*, same window). The figure
 has the running return, the entropy and alpha against env steps, one line per run.
 """
 import argparse

@@ -80,10 +80,10 @@ COMMON_NONZERO = {"num_envs", "horizon", "total_timesteps", "episode_length", "m
                   "actor_hidden", "critic_hidden", "sim_workers"}
 BPTT_NONZERO = COMMON_NONZERO | {"critic_iterations", "num_minibatches", "actor_lr", "critic_lr", "end_lr",
                                  "critic_max_grad_norm"}
-ENTROPY_NONZERO = BPTT_NONZERO | {"alpha_init", "alpha_lr", "target_entropy_scale"}
+ENTROPY_NONZERO = BPTT_NONZERO | {"target_entropy_scale"}
 NONZERO = {  # options for which 0 means nothing: no envs, no steps, no learning, log(0), a division by 0
     shac_dflex: BPTT_NONZERO,
-    sapo_dflex: ENTROPY_NONZERO,
+    sapo_dflex: ENTROPY_NONZERO | {"alpha_init", "alpha_lr"},
     rpo_continuous_dflex: ENTROPY_NONZERO | {"update_epochs"},
     ppo_dflex: COMMON_NONZERO | {"update_epochs", "minibatch_size", "learning_rate", "adam_eps", "target_kl",
                                  "min_lr", "max_lr", "clip_coef", "obs_clip"},

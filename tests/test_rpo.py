@@ -46,8 +46,7 @@ def test_first_epoch_regenerates_the_stored_actions_with_ratio_one_and_zero_kl()
         _, b_u, _ = actor.get_action(b_obs)
         old_mean, old_log_std = actor(b_obs)
     b_action_grads = torch.randn(64, 3)
-    _, stats = rpo.policy_loss(actor, b_obs, b_u, b_action_grads, old_mean, old_log_std, 1.0, -1.5,
-                               rpo_args())
+    _, stats = rpo.policy_loss(actor, b_obs, b_u, b_action_grads, old_mean, old_log_std, -1.5, rpo_args())
     torch.testing.assert_close(stats["u_regen"], b_u, rtol=0, atol=1e-6)
     assert torch.equal(stats["ratio"], torch.ones(64))
     assert stats["kl"].item() == 0.0
@@ -83,7 +82,7 @@ def test_importance_weighted_regenerated_action_gradient_is_unbiased_on_a_quadra
     b_obs = torch.zeros(num_samples, 1)
     args = rpo_args(clip=False, kl_coef=0.0, ent_coef=0.0)
     loss, stats = rpo.policy_loss(policy, b_obs, b_u, action_grads, old_mean.expand(num_samples, -1),
-                                  old_log_std.expand(num_samples, -1), 1.0, -1.0, args)
+                                  old_log_std.expand(num_samples, -1), -1.0, args)
     grad_mean, grad_log_std = (-g / num_samples for g in torch.autograd.grad(loss, [policy.mean, policy.log_std]))
 
     mean, std = policy.mean.detach(), policy.log_std.detach().exp()
@@ -114,7 +113,7 @@ def test_clip_mask_drops_samples_outside_the_asymmetric_range_whatever_the_gradi
         per_sample = []
         for i in range(8):
             loss, stats = rpo.policy_loss(policy, torch.zeros(1, 1), b_u[i : i + 1], action_grads[i : i + 1],
-                                          old_mean[i : i + 1], old_log_std[i : i + 1], 1.0, -0.5, args)
+                                          old_mean[i : i + 1], old_log_std[i : i + 1], -0.5, args)
             torch.testing.assert_close(stats["ratio"], ratios[i : i + 1])
             per_sample.append(torch.autograd.grad(loss, policy.mean)[0].item())
         per_sample = torch.tensor(per_sample, dtype=torch.float64)
@@ -147,7 +146,7 @@ def differentiable_rollout(H=8):
                                                                         truncations))
 
 
-def rpo_first_epoch_gradient(actor, observations, step_actions, objective, alpha, target_entropy, ent_coef):
+def rpo_first_epoch_gradient(actor, observations, step_actions, objective, target_entropy, ent_coef):
     """The actor-parameter gradient of -L_pi (eq. 22) in RPO's first epoch, from the action-gradients of `objective`."""
     action_grads = torch.cat(torch.autograd.grad(objective, step_actions, retain_graph=True))
     b_obs = torch.cat([obs.detach() for obs in observations])
@@ -155,19 +154,19 @@ def rpo_first_epoch_gradient(actor, observations, step_actions, objective, alpha
     with torch.no_grad():
         old_mean, old_log_std = actor(b_obs)
     args = rpo_args(update_epochs=1, ent_coef=ent_coef)  # the KL term stays on: its gradient is 0 in epoch 1
-    loss, _ = rpo.policy_loss(actor, b_obs, b_u, action_grads, old_mean, old_log_std, alpha, target_entropy, args)
+    loss, _ = rpo.policy_loss(actor, b_obs, b_u, action_grads, old_mean, old_log_std, target_entropy, args)
     return [-g for g in torch.autograd.grad(loss, list(actor.parameters()))]
 
 
 def test_one_epoch_gradient_equals_shac_bptt_gradient_on_the_same_rollout():
     """SHAC backpropagates J straight to the policy parameters. RPO backpropagates J to the actions, then the
-    cached action-gradients through the policy. With alpha = 0 (reward without entropy bonus), c_ent = 0 and
+    cached action-gradients through the policy. With c_ent = 0 (no entropy bonus in the reward, no entropy term) and
     theta = theta_old both must give the same parameter gradient. Episodes end inside the horizon."""
     actor, observations, step_actions, rewards, next_values, terminations, truncations = differentiable_rollout()
     H, N = rewards.shape
     objective = rpo.segment_returns(rewards, next_values, terminations, truncations, 0.99).sum() / (N * H)
     shac_grads = torch.autograd.grad(objective, list(actor.parameters()), retain_graph=True)
-    rpo_grads = rpo_first_epoch_gradient(actor, observations, step_actions, objective, 0.0, -0.5, ent_coef=0.0)
+    rpo_grads = rpo_first_epoch_gradient(actor, observations, step_actions, objective, -0.5, ent_coef=0.0)
     assert max(g.abs().max() for g in shac_grads) > 1e-3
     for rpo_grad, shac_grad in zip(rpo_grads, shac_grads):
         torch.testing.assert_close(rpo_grad, shac_grad, rtol=1e-4, atol=1e-7)
@@ -177,24 +176,23 @@ def test_explicit_entropy_term_is_the_same_step_gradient_that_the_action_gradien
     """SAPO differentiates J of the soft reward (eq. 12) straight to the parameters: through the actions, and
     through every entropy estimate's own dependence on theta at its state. RPO's action-gradients carry the
     first (an estimate's pull on the earlier actions that led to its state), the explicit term of eq. (21) must
-    supply the second, alpha-scaled as in the reward and undiscounted (paper, Appendix C). With gamma = 1 nothing
-    is discounted, so for c_ent = 1, theta = theta_old and the same noise in both entropy estimates RPO's gradient
-    equals SAPO's; without the explicit term it does not."""
+    supply the second, with the reward's coefficient and undiscounted (paper, Appendix C). With gamma = 1 nothing
+    is discounted, so for SAPO's temperature held at c_ent, theta = theta_old and the same noise in both entropy
+    estimates RPO's gradient equals SAPO's; without the explicit term it does not."""
     actor, observations, step_actions, rewards, next_values, terminations, truncations = differentiable_rollout()
     H, N = rewards.shape
-    alpha, target_entropy = 0.7, -0.5
+    ent_coef, target_entropy = 0.7, -0.5
     torch.manual_seed(1)  # every step's estimate in one draw, so that policy_loss can draw the same noise
     entropies = rpo.entropy_estimate(*actor(torch.cat(observations))).reshape(H, N)
-    soft_rewards = rewards + alpha * 0.5 * (1 + entropies / abs(target_entropy))
+    soft_rewards = rewards + ent_coef * 0.5 * (1 + entropies / abs(target_entropy))
     objective = rpo.segment_returns(soft_rewards, next_values, terminations, truncations, 1.0).sum() / (N * H)
     sapo_grads = torch.autograd.grad(objective, list(actor.parameters()), retain_graph=True)
-    for ent_coef in (1.0, 0.0):
+    for term_coef in (ent_coef, 0.0):
         torch.manual_seed(1)
-        rpo_grads = rpo_first_epoch_gradient(actor, observations, step_actions, objective, alpha, target_entropy,
-                                             ent_coef)
+        rpo_grads = rpo_first_epoch_gradient(actor, observations, step_actions, objective, target_entropy, term_coef)
         difference = max((r - s).abs().max() for r, s in zip(rpo_grads, sapo_grads))
         scale = max(s.abs().max() for s in sapo_grads)
-        if ent_coef:
+        if term_coef:
             assert difference < 1e-4 * scale, (difference, scale)
         else:
             assert difference > 0.05 * scale, (difference, scale)

@@ -1,25 +1,20 @@
-"""RPO's explicit entropy term weighted other ways than the script's, for the ablation of docs/rpo.md: runs
-rpo_continuous_dflex.py with another weight on L_ent in eq. (22), logs the gradient norm that each term of eq. (22)
-contributes before clipping, and can stop a run early while keeping the learning-rate schedule of its
---total-timesteps.
+"""rpo_continuous_dflex.py with the gradient norm that each term of its actor loss, eq. (22), contributes before
+clipping logged, and an early stop that keeps the learning-rate schedule of --total-timesteps (docs/rpo.md):
 
-    python benchmark/rpo_entropy_ablation.py --entropy-weight c_ent --env-id Ant --num-envs 128 \\
-        --total-timesteps 3000000 --seed 11 --checkpoint-every 25 --stop-at-step 2200000
+    python benchmark/rpo_term_norms.py --env-id Ant --num-envs 128 --total-timesteps 3000000 --seed 11 \\
+        --checkpoint-every 25 --stop-at-step 2200000
 
---entropy-weight: `c_ent_alpha` is the script's c_ent * alpha * L_ent, `c_ent` the script's before the fix
-(c_ent * L_ent, whatever alpha), `alpha` alpha * L_ent; alpha is the rollout's temperature, detached. Hold alpha at its initial
-value with --alpha-lr 1e-12. The run is named rpo_continuous_dflex_{weight} unless --exp-name says otherwise.
 Logged per iteration, means over the policy epochs: grad_norms/surrogate, grad_norms/kl and grad_norms/entropy,
-the norms of the actor-parameter gradients of L_clip, c_KL * KL and the weighted L_ent (losses/grad_norm is the
-norm of their sum, before clipping). A run stopped by --stop-at-step checkpoints and exits cleanly, without the
-final evaluation; the same command with --resume and a later --stop-at-step continues it.
+the norms of the actor-parameter gradients of L_clip, c_KL * KL and c_ent * L_ent (losses/grad_norm is the norm of
+their sum, before clipping). A run stopped by --stop-at-step checkpoints and exits cleanly, without the final
+evaluation; the same command with --resume and a later --stop-at-step continues it. The entropy ablation of
+docs/rpo.md ran this tool's predecessor at commit 0cab7e6, which could also weight the entropy term other ways.
 """
 import os
 import signal
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
@@ -28,36 +23,28 @@ import tyro
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import rpo_continuous_dflex as rpo  # noqa: E402
 
-WEIGHTS = {"c_ent_alpha": lambda alpha, args: args.ent_coef * alpha,
-           "c_ent": lambda alpha, args: args.ent_coef,
-           "alpha": lambda alpha, args: alpha}
-
 
 @dataclass
-class AblationArgs(rpo.Args):
-    entropy_weight: Literal["c_ent_alpha", "c_ent", "alpha"] = "c_ent_alpha"
-    """the weight of the explicit entropy term L_ent in eq. (22)"""
+class TermNormArgs(rpo.Args):
     stop_at_step: int = 0
     """checkpoint and stop after the iteration that reaches this env step (0: run to --total-timesteps)"""
 
 
 def main():
-    args = tyro.cli(AblationArgs)
-    if args.exp_name == rpo.Args.exp_name:
-        args.exp_name = f"{rpo.Args.exp_name}_{args.entropy_weight}"
+    args = tyro.cli(TermNormArgs)
     term_norms = defaultdict(list)
     script_policy_loss, script_start_run = rpo.policy_loss, rpo.start_run
 
-    def policy_loss(actor, b_obs, b_u, b_action_grads, old_mean, old_log_std, alpha, target_entropy, args):
-        _, stats = script_policy_loss(actor, b_obs, b_u, b_action_grads, old_mean, old_log_std, alpha,
-                                      target_entropy, args)
+    def policy_loss(actor, b_obs, b_u, b_action_grads, old_mean, old_log_std, target_entropy, args):
+        loss, stats = script_policy_loss(actor, b_obs, b_u, b_action_grads, old_mean, old_log_std, target_entropy,
+                                         args)
         terms = {"surrogate": stats["surrogate"], "kl": -args.kl_coef * stats["kl"],
-                 "entropy": WEIGHTS[args.entropy_weight](alpha, args) * stats["entropy"]}
+                 "entropy": args.ent_coef * stats["entropy"]}
         params = list(actor.parameters())
         for name, term in terms.items():
             grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
             term_norms[name].append(torch.stack([g.norm() for g in grads if g is not None]).norm().item())
-        return -(terms["surrogate"] + terms["kl"] + terms["entropy"]), stats
+        return loss, stats
 
     def start_run(*args):
         run_name, writer, checkpoint = script_start_run(*args)
