@@ -264,7 +264,7 @@ def policy_loss(actor, b_obs, b_u, b_action_grads, old_mean, old_log_std, target
     # a sum, not a mean: g already carries J's 1/(N*H)
     surrogate = (mask * ratio * (b_action_grads * u_regen).sum(-1)).sum()
     kl = gaussian_kl(old_mean, old_log_std, mean, log_std).mean()
-    # eq. (21): the soft reward's entropy bonus (eq. 12) at the stored states. g carries its pull on earlier actions,
+    # eq. (21): the soft reward's entropy bonus (eq. 12') at the stored states. g carries its pull on earlier actions,
     # not its own dependence on theta; that same-step gradient is put back here, with the reward's coefficient c_ent
     # and not discounted (paper, Appendix C)
     entropy = (0.5 * (1 + entropy_estimate(mean, log_std) / abs(target_entropy))).mean()
@@ -384,8 +384,8 @@ def main(args):
             obs, reward, terminated, truncated, info = env.step(action)
             # value of the state after the step (its final observation where the episode ended)
             step_values.append(critic_value(critics, normalize(info["final_obs"]), args.critic_reduce))
-            # soft reward r + c_ent * normalised entropy bonus, 1/2 (1 + H / |target entropy|), eq. (12) with a
-            # fixed coefficient in place of SAPO's learned temperature (docs/algorithms.md#rpo)
+            # soft reward r + c_ent * normalised entropy bonus, 1/2 (1 + H / |target entropy|), eq. (12'): SAPO's
+            # eq. (12) with a fixed coefficient in place of the learned temperature (docs/algorithms.md#rpo)
             step_soft_rewards.append(reward + args.ent_coef * 0.5 * (1 + entropy / abs(target_entropy)))
             terminations[t], truncations[t] = terminated, truncated
             report.add_episodes(info, step=global_step + (t + 1) * N)  # the episodes that ended at this step
