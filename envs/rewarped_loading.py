@@ -35,9 +35,12 @@ def import_rewarped():
     """Import Warp in quiet mode (no banner, no per-module compile lines) and Rewarped without its notices."""
     import warp
 
+    from .warp_launch import install
+
     warp.config.quiet = True
     with silenced_file_descriptors():
         import rewarped.warp_env  # noqa: F401  (patches warp.sim, calls wp.init(), imports gym)
+    install()  # Warp's CPU launch without its per-call checks, the same numbers (warp_launch.py)
 
 
 @contextlib.contextmanager

@@ -8,6 +8,19 @@ def random_actions(env, steps, seed=0):
     return 2 * torch.rand(steps, env.num_envs, env.num_actions, generator=g) - 1
 
 
+def rollout(env, actions):
+    """Step through `actions` (all differentiable); every step's outputs and d(summed reward)/d(actions)."""
+    actions = actions.clone().requires_grad_(True)
+    env.clear_grad()
+    steps, rewards = [], []
+    for a in actions:
+        obs, reward, terminated, truncated, info = env.step(a)
+        steps.append((obs.detach(), reward.detach(), terminated, truncated, info["final_obs"].detach()))
+        rewards.append(reward)
+    (grad,) = torch.autograd.grad(torch.stack(rewards).sum(), actions)
+    return steps, grad
+
+
 def random_episode_flags(H, N, seed):
     g = torch.Generator().manual_seed(seed)
     terminated = torch.rand(H, N, generator=g) < 0.15

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import warp as wp
-from helpers import random_actions
+from helpers import random_actions, rollout
 
 from envs import check_sim_workers, make_env
 from envs.render import FrameRenderer
@@ -18,19 +18,6 @@ def nominal(env):
     for shard in getattr(env, "shards", [env]):
         shard.task.randomize = False
     return env
-
-
-def rollout(env, actions):
-    """Step through `actions` (all differentiable); every step's outputs and d(summed reward)/d(actions)."""
-    actions = actions.clone().requires_grad_(True)
-    env.clear_grad()
-    steps, rewards = [], []
-    for a in actions:
-        obs, reward, terminated, truncated, info = env.step(a)
-        steps.append((obs.detach(), reward.detach(), terminated, truncated, info["final_obs"].detach()))
-        rewards.append(reward)
-    (grad,) = torch.autograd.grad(torch.stack(rewards).sum(), actions)
-    return steps, grad
 
 
 @pytest.mark.parametrize("env_id, low_memory", [("CartPole", False), ("CartPole", True), ("Ant", False)])

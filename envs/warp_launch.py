@@ -1,0 +1,79 @@
+"""Warp's kernel launch on the CPU without its per-call argument checks (docs/benchmarks.md#speed).
+
+A simulator step is ~230 `wp.launch` calls (16 substeps of ~9 kernels, and the same again backward in
+`Tape.backward`). Warp 1.3.3 packs every argument of every launch after checking its type, dtype, dimension
+count and device (`warp.context.pack_arg`); on the CPU that Python work costs about as much as the kernels
+themselves at small N. `launch` keeps, per kernel, its compiled hooks and declared argument types, and passes an
+array whose type, dtype, dimension count and device are exactly those declared straight to the kernel, as
+`pack_arg` would after its checks. Everything else (scalars, structs, None, a mismatch, a CUDA device, a generic
+kernel, a recorded command) goes through Warp's own `launch`, which raises Warp's errors. The same kernels get
+the same arguments in the same order, so every number is bit-identical (tests/test_warp_launch.py).
+"""
+import sys
+
+import warp
+import warp.context
+import warp.types
+
+_warp_launch = warp.context.launch
+_kernels = {}  # kernel -> (its module's CPU executable, hooks, per-argument (type, name, array type or None))
+
+
+def _specs(kernel, device):
+    """The cached hooks and argument types of `kernel`, or None while its module is not loaded for the CPU."""
+    module_exec = kernel.module.cpu_exec
+    cached = _kernels.get(kernel)
+    if cached is not None and cached[0] is module_exec:
+        return cached
+    module_exec = kernel.module.load(device)
+    if not module_exec:
+        return None
+    args = [(a.type, a.label, type(a.type) if warp.types.is_array(a.type) else None) for a in kernel.adj.args]
+    _kernels[kernel] = cached = (module_exec, module_exec.get_kernel_hooks(kernel), args)
+    return cached
+
+
+def _pack(kernel, specs, values, params, device, adjoint):
+    for (arg_type, name, array_type), value in zip(specs, values):
+        if (array_type is not None and (isinstance(value, warp.array) if adjoint else type(value) is array_type)
+                and value.dtype is arg_type.dtype and value.ndim == arg_type.ndim and value.device is device):
+            params.append(value.__ctype__())
+        else:
+            params.append(warp.context.pack_arg(kernel, arg_type, name, value, device, adjoint))
+
+
+def launch(kernel, dim, inputs=(), outputs=(), adj_inputs=(), adj_outputs=(), device=None, stream=None,
+           adjoint=False, record_tape=True, record_cmd=False, max_blocks=0):
+    """`wp.launch` with the same arguments and effects."""
+    args = (kernel, dim, inputs, outputs, adj_inputs, adj_outputs, device, stream, adjoint, record_tape, record_cmd,
+            max_blocks)
+    runtime = warp.context.runtime
+    if (runtime is None or record_cmd or stream is not None or warp.config.print_launches
+            or not isinstance(kernel, warp.context.Kernel) or kernel.is_generic):
+        return _warp_launch(*args)
+    device = runtime.get_device(device)
+    if not device.is_cpu:
+        return _warp_launch(*args)
+    values = [*inputs, *outputs]
+    cached = _specs(kernel, device)
+    if cached is None or len(values) != len(cached[2]):
+        return _warp_launch(*args)
+    _, hooks, specs = cached
+    hook = hooks.backward if adjoint else hooks.forward
+    if hook is None:
+        return _warp_launch(*args)
+    bounds = warp.types.launch_bounds_t(dim)
+    if bounds.size > 0:
+        params = [bounds]
+        _pack(kernel, specs, values, params, device, False)
+        _pack(kernel, specs, [*adj_inputs, *adj_outputs], params, device, True)
+        hook(*params)
+    if runtime.tape and record_tape:
+        frame = sys._getframe(1)
+        caller = {"file": frame.f_code.co_filename, "lineno": frame.f_lineno, "func": frame.f_code.co_name}
+        runtime.tape.record_launch(kernel, dim, max_blocks, inputs, outputs, device, metadata={"caller": caller})
+
+
+def install():
+    """Route `wp.launch` (Warp's own modules, Rewarped and ours call it by that name) through `launch`."""
+    warp.launch = warp.context.launch = launch

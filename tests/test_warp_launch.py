@@ -1,0 +1,42 @@
+"""envs/warp_launch.py: Warp's CPU kernel launch without its per-call checks gives the same numbers as Warp's own
+launch, and Warp's errors where an argument does not match its kernel."""
+import pytest
+import torch
+import warp as wp
+from helpers import random_actions, rollout
+
+from envs import make_env, warp_launch
+from envs.warp_launch import launch
+
+
+@pytest.mark.parametrize("env_id", ["CartPole", "Hopper", "Ant"])
+def test_a_horizon_with_resets_is_bit_identical_to_warps_own_launch(env_id, monkeypatch):
+    """Observations, rewards, episode ends, final observations and action-gradients over 20 steps in which
+    every env reaches its 12-step time limit and resets, the backward pass included."""
+    results = []
+    for chosen in (warp_launch._warp_launch, launch):
+        env = make_env(env_id, 3, seed=5, episode_length=12)
+        assert wp.launch is launch  # make_env installs it
+        monkeypatch.setattr(wp, "launch", chosen)
+        env.reset()
+        results.append(rollout(env, random_actions(env, 20, seed=1)))
+    (steps, grad), (fast_steps, fast_grad) = results
+    assert torch.equal(grad, fast_grad) and grad.abs().max() > 0
+    assert any(truncated.any() for *_, truncated, _ in steps)
+    for step, fast_step in zip(steps, fast_steps):
+        assert all(torch.equal(a, b) for a, b in zip(step, fast_step))
+
+
+def test_an_argument_that_does_not_match_its_kernel_gets_warps_error():
+    @wp.kernel
+    def scale(x: wp.array(dtype=float), y: wp.array(dtype=float)):
+        i = wp.tid()
+        y[i] = 2.0 * x[i]
+
+    x, y = wp.array([1.0, 2.0], dtype=float, device="cpu"), wp.zeros(2, dtype=float, device="cpu")
+    launch(scale, 2, inputs=[x], outputs=[y], device="cpu")
+    assert y.numpy().tolist() == [2.0, 4.0]
+    with pytest.raises(RuntimeError, match="argument 'x' expects an array with dtype"):
+        launch(scale, 2, inputs=[wp.array([1, 2], dtype=int, device="cpu")], outputs=[y], device="cpu")
+    with pytest.raises(RuntimeError, match="passed 1 arguments but kernel requires 2"):
+        launch(scale, 2, inputs=[x], device="cpu")
