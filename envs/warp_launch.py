@@ -1,13 +1,14 @@
 """Warp's kernel launch on the CPU without its per-call argument checks (docs/benchmarks.md#speed).
 
-A simulator step is ~230 `wp.launch` calls (16 substeps of ~9 kernels, and the same again backward in
-`Tape.backward`). Warp 1.3.3 packs every argument of every launch after checking its type, dtype, dimension
-count and device (`warp.context.pack_arg`); on the CPU that Python work costs about as much as the kernels
-themselves at small N. `launch` keeps, per kernel, its compiled hooks and declared argument types, and passes an
-array whose type, dtype, dimension count and device are exactly those declared straight to the kernel, as
-`pack_arg` would after its checks. Everything else (scalars, structs, None, a mismatch, a CUDA device, a generic
-kernel, a recorded command) goes through Warp's own `launch`, which raises Warp's errors. The same kernels get
-the same arguments in the same order, so every number is bit-identical (tests/test_warp_launch.py).
+A simulator step is about 200 `wp.launch` calls, its forward pass and its backward pass (`Tape.backward`)
+together. Warp 1.3.3 packs every argument of every launch after checking its type, dtype, dimension count and
+device (`warp.context.pack_arg`); on the CPU that Python work costs about as much as the kernels themselves at
+small N. `launch` keeps, per kernel, its compiled hooks and declared argument types, and passes an array whose
+type, dtype, dimension count and device are exactly those declared, or None for an absent array, straight to
+the kernel, as `pack_arg` would after its checks. Scalars, structs and a mismatch go through `pack_arg`, which
+raises Warp's errors; a CUDA device, a generic kernel or a recorded command through Warp's own `launch`. The
+same kernels get the same arguments in the same order, so every number is bit-identical
+(tests/test_warp_launch.py).
 """
 import sys
 
@@ -16,7 +17,7 @@ import warp.context
 import warp.types
 
 _warp_launch = warp.context.launch
-_kernels = {}  # kernel -> (its module's CPU executable, hooks, per-argument (type, name, array type or None))
+_kernels = {}  # kernel -> (its module's CPU executable, hooks, per-argument (type, name, array type, null))
 
 
 def _specs(kernel, device):
@@ -28,14 +29,19 @@ def _specs(kernel, device):
     module_exec = kernel.module.load(device)
     if not module_exec:
         return None
-    args = [(a.type, a.label, type(a.type) if warp.types.is_array(a.type) else None) for a in kernel.adj.args]
+    args = [(a.type, a.label, type(a.type), a.type.__ctype__()) if warp.types.is_array(a.type) else
+            (a.type, a.label, None, None) for a in kernel.adj.args]
     _kernels[kernel] = cached = (module_exec, module_exec.get_kernel_hooks(kernel), args)
     return cached
 
 
 def _pack(kernel, specs, values, params, device, adjoint):
-    for (arg_type, name, array_type), value in zip(specs, values):
-        if (array_type is not None and (isinstance(value, warp.array) if adjoint else type(value) is array_type)
+    for (arg_type, name, array_type, null), value in zip(specs, values):
+        if array_type is None:
+            params.append(warp.context.pack_arg(kernel, arg_type, name, value, device, adjoint))
+        elif value is None:  # an absent array, as an input or as the adjoint of an array without gradient
+            params.append(null)
+        elif ((isinstance(value, warp.array) if adjoint else type(value) is array_type)
                 and value.dtype is arg_type.dtype and value.ndim == arg_type.ndim and value.device is device):
             params.append(value.__ctype__())
         else:
