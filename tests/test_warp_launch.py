@@ -13,13 +13,17 @@ from envs.warp_launch import launch
 def test_a_horizon_with_resets_is_bit_identical_to_warps_own_launch(env_id, monkeypatch):
     """Observations, rewards, episode ends, final observations and action-gradients over 20 steps in which
     every env reaches its 12-step time limit and resets, the backward pass included."""
-    results = []
-    for chosen in (warp_launch._warp_launch, launch):
+    results, fallbacks = [], []
+    warps_own = warp_launch._warp_launch
+    for chosen in (warps_own, launch):
         env = make_env(env_id, 3, seed=5, episode_length=12)
         assert wp.launch is launch  # make_env installs it
         monkeypatch.setattr(wp, "launch", chosen)
+        if chosen is launch:  # count what still goes through Warp's own launch
+            monkeypatch.setattr(warp_launch, "_warp_launch", lambda *args: fallbacks.append(warps_own(*args)))
         env.reset()
         results.append(rollout(env, random_actions(env, 20, seed=1)))
+    assert not fallbacks  # every launch of the horizon took the unchecked path
     (steps, grad), (fast_steps, fast_grad) = results
     assert torch.equal(grad, fast_grad) and grad.abs().max() > 0
     assert any(truncated.any() for *_, truncated, _ in steps)
