@@ -73,6 +73,33 @@ def dflex_ground_contact(
     wp.atomic_add(body_f, body, wp.spatial_vector(wp.cross(p, f), f))
 
 
+@wp.kernel
+def eval_block_diagonal_gemm_batched(
+    m: wp.array(dtype=int),
+    n: wp.array(dtype=int),
+    A_start: wp.array(dtype=int),
+    B_start: wp.array(dtype=int),
+    C_start: wp.array(dtype=int),
+    A: wp.array(dtype=float),
+    B: wp.array(dtype=float),
+    # output
+    C: wp.array(dtype=float),
+):
+    """C = A B for an m x m matrix A of 6 x 6 diagonal blocks (the spatial mass matrix M) and an m x n matrix B,
+    one articulation per thread: Rewarped's `eval_dense_gemm_batched` with its sum over k cut to A's block,
+    the same products added in the same order, so that C and B's adjoint are bit for bit the same."""
+    batch = wp.tid()
+    rows, cols = m[batch], n[batch]
+    a, b, c = A_start[batch], B_start[batch], C_start[batch]
+    for i in range(rows):
+        block = (i // 6) * 6
+        for j in range(cols):
+            sum = float(0.0)
+            for k in range(block, block + 6):
+                sum += A[a + i * rows + k] * B[b + k * cols + j]
+            C[c + i * cols + j] = sum
+
+
 def contact_points(model):
     """DFlex's ground-contact points of every shape: (body, point in the body frame, radius, (ke, kd, kf, mu))."""
     points = []
@@ -250,10 +277,9 @@ class DFlexIntegrator(FeatherstoneIntegrator):
         wp.launch(fs.eval_rigid_mass, dim=n, device=device,
                   inputs=[model.articulation_start, model.fs_articulation_M_start, state_in.body_I_s],
                   outputs=[state_out.M])
-        wp.launch(fs.eval_dense_gemm_batched, dim=n, device=device,  # P = M J
-                  inputs=[model.fs_articulation_M_rows, model.fs_articulation_J_cols, model.fs_articulation_J_rows,
-                          False, False, model.fs_articulation_M_start, model.fs_articulation_J_start,
-                          model.fs_articulation_J_start, state_out.M, state_out.J],
+        wp.launch(eval_block_diagonal_gemm_batched, dim=n, device=device,  # P = M J
+                  inputs=[model.fs_articulation_M_rows, model.fs_articulation_J_cols, model.fs_articulation_M_start,
+                          model.fs_articulation_J_start, model.fs_articulation_J_start, state_out.M, state_out.J],
                   outputs=[state_out.P])
         wp.launch(fs.eval_dense_gemm_batched, dim=n, device=device,  # H = J^T P
                   inputs=[model.fs_articulation_J_cols, model.fs_articulation_J_cols, model.fs_articulation_J_rows,
