@@ -175,18 +175,21 @@ class DFlexIntegrator(FeatherstoneIntegrator):
         target.body_I_s = zeros(bodies, wp.spatial_matrix)
         for name in ("body_v_s", "body_a_s", "body_f_s", "body_ft_s"):
             setattr(target, name, zeros(bodies, wp.spatial_vector))
-        target._featherstone_augmented = True
+        target.joint_act_drive = zeros(len(self.axis_q))  # the joint torque law's output (dflex_joint_drive)
+        if requires_grad:  # the substep's own body_q (module docstring)
+            target.body_q_fk = zeros(bodies, wp.transform)
+        target._featherstone_augmented = target._dflex_augmented = True
 
     def simulate(self, model, state_in, state_out, dt, control=None):
         requires_grad = state_in.requires_grad
         for state in (state_in, state_out):
-            if not getattr(state, "_featherstone_augmented", False):
+            if not getattr(state, "_dflex_augmented", False):  # also a state that Rewarped's integrator augmented
                 self.allocate_state_aux_vars(model, state, requires_grad)
         if control is None:
             control = model.control(clone_variables=False)
         device = model.device
-        # body_q: written here and read below; a fresh array when taped (one writer per array)
-        body_q = wp.empty_like(state_in.body_q) if requires_grad else state_in.body_q
+        # body_q: written here and read below; an array of the substep's own when taped (one writer per array)
+        body_q = state_in.body_q_fk if requires_grad else state_in.body_q
         body_f = state_in.body_f  # zeroed by the caller before each substep
 
         wp.launch(
@@ -218,7 +221,7 @@ class DFlexIntegrator(FeatherstoneIntegrator):
             outputs=[body_f],
             device=device,
         )
-        act = wp.empty_like(control.joint_act)
+        act = state_in.joint_act_drive
         wp.launch(
             dflex_joint_drive,
             dim=len(self.axis_q),

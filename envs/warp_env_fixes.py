@@ -11,20 +11,33 @@ from rewarped.warp_env import WarpEnv
 
 from .featherstone_fix import FeatherstoneIntegrator
 from .low_memory import RecomputedStep
+from .state_pool import StatePool
 
 
 class WarpEnvFixes(WarpEnv):
     low_memory = False  # make_env(low_memory=True): recompute each step's forward in its backward pass
 
+    state_pool = None  # with gradients, the states that Rewarped's step takes where it calls model.state
+
     def do_physics_step(self):
-        """With `low_memory`, one frame through `RecomputedStep` (low_memory.py); Rewarped's step otherwise."""
-        if not (self.requires_grad and self.low_memory):
+        """With `low_memory`, one frame through `RecomputedStep` (low_memory.py). Otherwise Rewarped's step, with
+        gradients on Featherstone's integrator into states of a `StatePool` (state_pool.py) instead of new ones."""
+        if self.requires_grad and self.low_memory:
+            self.state_1 = self.state_0
+            self.state_tensors = list(RecomputedStep.apply(self, *self.state_tensors, *self.control_tensors))
+            self.control_0 = self.model.control()
+            self.control_tensors = [wp.to_torch(getattr(self.control_0, k)) for k in self.control_tensors_names]
+            self.sim_time += self.frame_dt
+            return
+        if not self.requires_grad or self.use_graph_capture or self.integrator_type != IntegratorType.FEATHERSTONE:
             return super().do_physics_step()
-        self.state_1 = self.state_0
-        self.state_tensors = list(RecomputedStep.apply(self, *self.state_tensors, *self.control_tensors))
-        self.control_0 = self.model.control()
-        self.control_tensors = [wp.to_torch(getattr(self.control_0, k)) for k in self.control_tensors_names]
-        self.sim_time += self.frame_dt
+        if self.state_pool is None:
+            self.state_pool = StatePool(self.model, self.integrator)
+        model_state, self.model.state = self.model.state, self.state_pool.zeros
+        try:
+            super().do_physics_step()
+        finally:
+            self.model.state = model_state
 
     def create_integrator(self, model):
         """Rewarped's Featherstone integrator, its double-counted `body_q` adjoint corrected (featherstone_fix.py)."""
