@@ -13,6 +13,12 @@ workers SHAC and RPO share the machine (their ratio is measured under the same l
 simulator. Peak memory is the resident set size of each process (host memory; on a GPU the simulation's own
 memory is not included).
 
+`--baseline REF` measures the same jobs, one at a time, from a checkout of commit REF too (a temporary git
+worktree), each pair twice in both orders (ours then REF's, REF's then ours), and prints REF's seconds per
+iteration over ours: the speed-up of the working tree over REF on the same cores under the same load.
+
+    python benchmark/speed.py --env-id Ant --num-envs 128 --iterations 3 --algorithms bare RPO --baseline HEAD~2
+
 `--dflex PATH` adds a "DFlex" row: the bare loop on AHAC's own DFlex task (the `dflex` folder of a checkout
 of github imgeorgiev/DiffRL; docs/tasks.md#ant), for the paper's tasks Ant, Hopper, Humanoid and Anymal:
 
@@ -40,7 +46,7 @@ def bare_simulator(args):
     """The floor: H steps of random actions from clear_grad(), then the backward pass of the summed rewards to
     the actions, as the scripts drive the simulator but without networks. Prints each iteration's seconds.
     With `--dflex`, the same loop on AHAC's DFlex task."""
-    sys.path.insert(0, REPO)
+    sys.path.insert(0, args.repo)
     import torch
 
     from envs import make_env
@@ -73,16 +79,18 @@ def bare_simulator(args):
     print(json.dumps(seconds))
 
 
-def run(job, sim_workers, args, tag):
-    """Run one job for warmup + iterations iterations with its envs in `sim_workers` simulations; returns the
-    per-iteration seconds of simulation (fwd+bwd) and of network updates, and the peak RSS in GiB."""
+def run(job, sim_workers, args, tag, repo=REPO):
+    """Run one job (from the checkout `repo`) for warmup + iterations iterations with its envs in `sim_workers`
+    simulations; returns the per-iteration seconds of simulation (fwd+bwd) and of network updates, and the peak
+    RSS in GiB."""
     common = ["--env-id", args.env_id, "--num-envs", str(args.num_envs), "--horizon", str(args.horizon),
               "--seed", str(args.seed), "--cuda" if args.cuda else "--no-cuda"]
     if job != "DFlex":
         common += ["--sim-workers", str(sim_workers)]
     if job in ("bare", "DFlex"):
-        command = [sys.executable, os.path.abspath(__file__), "--bare", "--iterations", str(args.iterations),
-                   "--warmup", str(args.warmup)] + common + (["--dflex", args.dflex] if job == "DFlex" else [])
+        command = [sys.executable, os.path.abspath(__file__), "--bare", "--repo", repo, "--iterations",
+                   str(args.iterations), "--warmup", str(args.warmup)] + common
+        command += ["--dflex", args.dflex] if job == "DFlex" else []
     else:
         exp_name = f"speed_{job.lower()}_p{sim_workers}_{tag}"
         steps = args.num_envs * args.horizon * (args.warmup + args.iterations)
@@ -90,7 +98,7 @@ def run(job, sim_workers, args, tag):
                    "--no-evaluate"] + common
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=stdout, stderr=stderr)
+        process = subprocess.Popen(command, cwd=repo, env=env, stdout=stdout, stderr=stderr)
         _, status, usage = os.wait4(process.pid, 0)  # like wait(), plus the child's own resource usage
         if os.waitstatus_to_exitcode(status) != 0:
             stderr.seek(0)
@@ -101,8 +109,32 @@ def run(job, sim_workers, args, tag):
     if job in ("bare", "DFlex"):
         sim = json.loads(output.strip().splitlines()[-1])
         return sim, [0.0] * len(sim), peak_gib
-    runs = [d for d in os.listdir(os.path.join(REPO, "runs")) if f"__{exp_name}__" in d]
-    return (*perf(os.path.join(REPO, "runs", max(runs))), peak_gib)
+    runs = [d for d in os.listdir(os.path.join(repo, "runs")) if f"__{exp_name}__" in d]
+    return (*perf(os.path.join(repo, "runs", max(runs))), peak_gib)
+
+
+def compare(args, jobs, tag):
+    """Every job from the working tree and from a worktree of `args.baseline`, alone, in both orders."""
+    baseline = tempfile.mkdtemp(prefix="speed_baseline_")
+    subprocess.run(["git", "-C", REPO, "worktree", "add", "--detach", baseline, args.baseline], check=True,
+                   capture_output=True)
+    try:
+        print(f"{args.env_id}, num_envs {args.num_envs}, horizon {args.horizon}, iterations {args.warmup + 1}-"
+              f"{args.warmup + args.iterations} from scratch, one job at a time, {args.threads} torch thread(s); "
+              f"the working tree against {args.baseline}, each pair in both orders\n")
+        print("| job | P | order | ours (s per iteration) | baseline (s per iteration) | baseline ÷ ours | "
+              "peak memory ours / baseline (GiB) |")
+        print("|---|---|---|---|---|---|---|")
+        for job, p in jobs:
+            for order in (("ours", "baseline"), ("baseline", "ours")):
+                times, peaks = {}, {}
+                for side in order:
+                    sim, update, peaks[side] = run(job, p, args, f"{tag}_{side}", REPO if side == "ours" else baseline)
+                    times[side] = statistics.mean(a + b for a, b in list(zip(sim, update))[args.warmup:])
+                print(f"| {job} | {p} | {' then '.join(order)} | {times['ours']:.2f} | {times['baseline']:.2f} | "
+                      f"{times['baseline'] / times['ours']:.2f} | {peaks['ours']:.2f} / {peaks['baseline']:.2f} |")
+    finally:
+        subprocess.run(["git", "-C", REPO, "worktree", "remove", "--force", baseline], check=True)
 
 
 def perf(run_dir):
@@ -129,7 +161,9 @@ def main():
     parser.add_argument("--sim-workers", type=int, nargs="+", default=[1],
                         help="measure every job with its envs split over each of these numbers of simulations")
     parser.add_argument("--cuda", action=argparse.BooleanOptionalAction, default=False, help="use the GPU")
+    parser.add_argument("--baseline", metavar="REF", help="also measure every job from commit REF (see above)")
     parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)  # run as the bare-simulator job
+    parser.add_argument("--repo", default=REPO, help=argparse.SUPPRESS)  # the bare job's checkout
     args = parser.parse_args()
     if ("DFlex" in args.algorithms or args.dflex) and args.env_id not in DFLEX_TASKS:
         parser.error(f"DFlex has no {args.env_id}; its tasks: {', '.join(DFLEX_TASKS)}")
@@ -139,9 +173,10 @@ def main():
         return bare_simulator(args)
 
     tag = str(int(time.time()))
+    jobs = [(job, p) for job in JOBS if job in args.algorithms for p in (args.sim_workers if job != "DFlex" else [1])]
+    if args.baseline:
+        return compare(args, jobs, tag)
     with ThreadPoolExecutor(args.workers) as pool:
-        jobs = [(job, p) for job in JOBS if job in args.algorithms
-                for p in (args.sim_workers if job != "DFlex" else [1])]
         results = dict(zip(jobs, pool.map(lambda job: run(*job, args, tag), jobs)))
 
     steps = args.num_envs * args.horizon
