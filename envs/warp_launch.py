@@ -6,8 +6,11 @@ device (`warp.context.pack_arg`); on the CPU that Python work costs about as muc
 small N. `launch` keeps, per kernel, its compiled hooks and declared argument types, and passes an array whose
 type, dtype, dimension count and device are exactly those declared, or None for an absent array, straight to
 the kernel, as `pack_arg` would after its checks. Scalars, structs and a mismatch go through `pack_arg`, which
-raises Warp's errors; a CUDA device, a generic kernel or a recorded command through Warp's own `launch`. The
-same kernels get the same arguments in the same order, so every number is bit-identical
+raises Warp's errors; a CUDA device, a generic kernel or a recorded command through Warp's own `launch`. On a
+tape, a launch is recorded with its adjoint's arguments packed right away (the arrays, their gradient arrays and
+the scalars that `Tape.backward` would pack for the kernel's backward hook), so that the backward pass calls the
+hook without looking up adjoints and packing again; a launch with a struct argument is recorded as Warp records
+it. The same kernels get the same arguments in the same order, so every number is bit-identical
 (tests/test_warp_launch.py).
 """
 import sys
@@ -48,6 +51,28 @@ def _pack(kernel, specs, values, params, device, adjoint):
             params.append(warp.context.pack_arg(kernel, arg_type, name, value, device, adjoint))
 
 
+_STRUCT = object()  # the adjoint of a struct argument, which Warp's own tape builds
+
+
+def _adjoint(value):
+    """What `Tape.backward` passes as the adjoint of a launch argument (`warp.Tape.get_adjoint`)."""
+    if isinstance(value, warp.array):
+        return value.grad if value.grad else None
+    return _STRUCT if isinstance(value, warp.codegen.StructInstance) else value
+
+
+class _Adjoint:
+    """A recorded launch's adjoint, its arguments (values, then adjoints) packed once when it was recorded: the
+    same call of the kernel's backward hook that `Tape.backward` makes, without packing them again there."""
+    __slots__ = ("hook", "params", "arrays")
+
+    def __init__(self, hook, params, values, adjoints):
+        self.hook, self.params, self.arrays = hook, params, (values, adjoints)  # the arrays live as long as this
+
+    def __call__(self):
+        self.hook(*self.params)
+
+
 def launch(kernel, dim, inputs=(), outputs=(), adj_inputs=(), adj_outputs=(), device=None, stream=None,
            adjoint=False, record_tape=True, record_cmd=False, max_blocks=0):
     """`wp.launch` with the same arguments and effects."""
@@ -69,12 +94,20 @@ def launch(kernel, dim, inputs=(), outputs=(), adj_inputs=(), adj_outputs=(), de
     if hook is None:
         return _warp_launch(*args)
     bounds = warp.types.launch_bounds_t(dim)
+    params = [bounds]
     if bounds.size > 0:
-        params = [bounds]
         _pack(kernel, specs, values, params, device, False)
         _pack(kernel, specs, [*adj_inputs, *adj_outputs], params, device, True)
         hook(*params)
-    if runtime.tape and record_tape:
+    tape = runtime.tape
+    if tape and record_tape and bounds.size > 0 and not adjoint and hooks.backward is not None:
+        adjoints = [_adjoint(value) for value in values]
+        if not any(adj is _STRUCT for adj in adjoints):
+            _pack(kernel, specs, adjoints, params, device, True)
+            with_grad = [value for value, adj in zip(values, adjoints) if adj is not value and adj is not None]
+            tape.record_func(_Adjoint(hooks.backward, params, values, adjoints), with_grad)
+            return
+    if tape and record_tape:
         frame = sys._getframe(1)
         caller = {"file": frame.f_code.co_filename, "lineno": frame.f_lineno, "func": frame.f_code.co_name}
         runtime.tape.record_launch(kernel, dim, max_blocks, inputs, outputs, device, metadata={"caller": caller})

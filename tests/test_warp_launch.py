@@ -1,5 +1,6 @@
-"""envs/warp_launch.py: Warp's CPU kernel launch without its per-call checks gives the same numbers as Warp's own
-launch, and Warp's errors where an argument does not match its kernel."""
+"""envs/warp_launch.py: Warp's CPU kernel launch without its per-call checks, and its adjoint packed when the launch
+is recorded, give the same numbers as Warp's own launch and tape, and Warp's errors where an argument does not
+match its kernel."""
 import pytest
 import torch
 import warp as wp
@@ -13,17 +14,23 @@ from envs.warp_launch import launch
 def test_a_horizon_with_resets_is_bit_identical_to_warps_own_launch(env_id, monkeypatch):
     """Observations, rewards, episode ends, final observations and action-gradients over 20 steps in which
     every env reaches its 12-step time limit and resets, the backward pass included."""
-    results, fallbacks = [], []
-    warps_own = warp_launch._warp_launch
+    results, fallbacks, adjoint_launches, packed_adjoints = [], [], [], []
+    warps_own, call = warp_launch._warp_launch, warp_launch._Adjoint.__call__
     for chosen in (warps_own, launch):
         env = make_env(env_id, 3, seed=5, episode_length=12)
         assert wp.launch is launch  # make_env installs it
         monkeypatch.setattr(wp, "launch", chosen)
-        if chosen is launch:  # count what still goes through Warp's own launch
+        if chosen is launch:  # count what still goes through Warp's own launch and its tape's adjoint launches
             monkeypatch.setattr(warp_launch, "_warp_launch", lambda *args: fallbacks.append(warps_own(*args)))
+            monkeypatch.setattr(wp, "launch", lambda kernel, *args, **kwargs: (
+                adjoint_launches.append(kernel) if kwargs.get("adjoint") else None, launch(kernel, *args, **kwargs))[1])
+            monkeypatch.setattr(warp_launch._Adjoint, "__call__", lambda self: (packed_adjoints.append(1), call(self)))
         env.reset()
         results.append(rollout(env, random_actions(env, 20, seed=1)))
     assert not fallbacks  # every launch of the horizon took the unchecked path
+    # the backward pass ran the adjoints packed when recorded, and launched (Warp's tape) only kernels with a struct
+    assert packed_adjoints
+    assert all(any(isinstance(arg.type, wp.codegen.Struct) for arg in kernel.adj.args) for kernel in adjoint_launches)
     (steps, grad), (fast_steps, fast_grad) = results
     assert torch.equal(grad, fast_grad) and grad.abs().max() > 0
     assert any(truncated.any() for *_, truncated, _ in steps)
