@@ -86,10 +86,10 @@ class Args:
     """the discount factor gamma"""
     td_lambda: float = 0.95
     """the lambda of the critic's TD(lambda) targets"""
-    actor_lr: float = 5e-4
-    """the actor's initial learning rate (decayed exponentially to `end_lr`; unconfirmed)"""
+    actor_lr: float = 2e-3
+    """the actor's initial learning rate, SAPO's (decayed exponentially to `end_lr`; unconfirmed)"""
     critic_lr: float = 5e-4
-    """the critics' initial learning rate (decayed exponentially to `end_lr`; unconfirmed)"""
+    """the critics' initial learning rate, SAPO's (decayed exponentially to `end_lr`; unconfirmed)"""
     update_epochs: int = 5
     """the number of full-batch policy epochs per rollout (M), all reusing one set of action-gradients"""
     kl_coef: Optional[float] = None
