@@ -21,7 +21,8 @@ class WarpEnvFixes(WarpEnv):
 
     def do_physics_step(self):
         """With `low_memory`, one frame through `RecomputedStep` (low_memory.py). Otherwise Rewarped's step, with
-        gradients on Featherstone's integrator into states of a `StatePool` (state_pool.py) instead of new ones."""
+        gradients on Featherstone's integrator on the CPU into states of a `StatePool` (state_pool.py) instead of
+        new ones."""
         if self.requires_grad and self.low_memory:
             self.state_1 = self.state_0
             self.state_tensors = list(RecomputedStep.apply(self, *self.state_tensors, *self.control_tensors))
@@ -29,7 +30,8 @@ class WarpEnvFixes(WarpEnv):
             self.control_tensors = [wp.to_torch(getattr(self.control_0, k)) for k in self.control_tensors_names]
             self.sim_time += self.frame_dt
             return
-        if not self.requires_grad or self.use_graph_capture or self.integrator_type != IntegratorType.FEATHERSTONE:
+        if (not self.requires_grad or self.integrator_type != IntegratorType.FEATHERSTONE
+                or not wp.get_device(self.device).is_cpu):  # on CUDA the step is a captured graph, or as Rewarped's
             return super().do_physics_step()
         if self.state_pool is None:
             self.state_pool = StatePool(self.model, self.integrator)
