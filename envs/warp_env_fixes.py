@@ -31,7 +31,7 @@ class WarpEnvFixes(WarpEnv):
             self.sim_time += self.frame_dt
             return
         if (not self.requires_grad or self.integrator_type != IntegratorType.FEATHERSTONE
-                or not wp.get_device(self.device).is_cpu):  # on CUDA the step is a captured graph, or as Rewarped's
+                or not wp.get_device(self.device).is_cpu):  # on CUDA: Rewarped's step (a captured graph by default)
             return super().do_physics_step()
         if self.state_pool is None:
             self.state_pool = StatePool(self.model, self.integrator)

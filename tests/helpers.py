@@ -21,6 +21,16 @@ def rollout(env, actions):
     return steps, grad
 
 
+def assert_same_horizon(horizon, other):
+    """Two `rollout` results are bit-identical (every step's outputs and the action-gradients), the gradient is
+    not zero, and some env reached its time limit inside the horizon (so resets were compared too)."""
+    (steps, grad), (other_steps, other_grad) = horizon, other
+    assert torch.equal(grad, other_grad) and grad.abs().max() > 0
+    assert any(truncated.any() for *_, truncated, _ in steps)
+    for step, other_step in zip(steps, other_steps, strict=True):
+        assert all(torch.equal(a, b) for a, b in zip(step, other_step, strict=True))
+
+
 def random_episode_flags(H, N, seed):
     g = torch.Generator().manual_seed(seed)
     terminated = torch.rand(H, N, generator=g) < 0.15

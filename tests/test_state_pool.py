@@ -3,7 +3,7 @@ reused only when nothing else holds it."""
 import pytest
 import torch
 import warp as wp
-from helpers import random_actions, rollout
+from helpers import assert_same_horizon, random_actions, rollout
 
 from envs import make_env
 from envs.state_pool import StatePool
@@ -21,23 +21,20 @@ def new_states_only(monkeypatch):
 
 @pytest.mark.parametrize("env_id", ["CartPole", "Hopper", "Ant"])
 def test_three_horizons_with_resets_are_bit_identical_to_new_states(env_id, monkeypatch):
-    """Observations, rewards, episode ends, final observations and action-gradients of three 8-step horizons in
-    which every env reaches its 12-step time limit and resets."""
+    """Observations, rewards, episode ends, final observations and action-gradients of three 12-step horizons in
+    each of which envs reach their 12-step time limit and reset."""
     results = []
     for pooled in (True, False):
         if not pooled:
             new_states_only(monkeypatch)
         env = make_env(env_id, 3, seed=5, episode_length=12)
         env.reset()
-        results.append([rollout(env, random_actions(env, 8, seed=h)) for h in range(3)])
+        results.append([rollout(env, random_actions(env, 12, seed=h)) for h in range(3)])
         if pooled:  # the second and third horizons ran on the first one's states
             substeps = env.task.sim_substeps
-            assert len(env.task.state_pool.states) <= 9 * substeps
-    for (steps, grad), (new_steps, new_grad) in zip(*results):
-        assert torch.equal(grad, new_grad) and grad.abs().max() > 0
-        for step, new_step in zip(steps, new_steps):
-            assert all(torch.equal(a, b) for a, b in zip(step, new_step))
-    assert any(truncated.any() for steps, _ in results[0] for *_, truncated, _ in steps)
+            assert len(env.task.state_pool.states) <= 13 * substeps  # not 36 steps' worth
+    for horizon, new_horizon in zip(*results, strict=True):
+        assert_same_horizon(horizon, new_horizon)
 
 
 def test_a_horizon_whose_graph_is_kept_keeps_its_states():
