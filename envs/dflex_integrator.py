@@ -100,6 +100,85 @@ def eval_block_diagonal_gemm_batched(
             C[c + i * cols + j] = sum
 
 
+@wp.kernel(enable_backward=False)
+def eval_transposed_gemm_batched(
+    m: wp.array(dtype=int),
+    n: wp.array(dtype=int),
+    p: wp.array(dtype=int),
+    A_start: wp.array(dtype=int),
+    B_start: wp.array(dtype=int),
+    C_start: wp.array(dtype=int),
+    A: wp.array(dtype=float),
+    B: wp.array(dtype=float),
+    # output
+    C: wp.array(dtype=float),
+):
+    """C = A^T B for p x m matrices A and p x n matrices B, one articulation per thread (the mass matrix's
+    H = J^T P, J mostly zeros): Rewarped's `eval_dense_gemm_batched` with `transpose_A`, the products of A's
+    zeros left out. Its sum starts at +0 and never becomes -0, and adding a zero product (finite B) leaves it
+    as it is, so C is the same floats. Its adjoint is `adj_eval_transposed_gemm_batched`."""
+    batch = wp.tid()
+    rows, cols_A, cols_B = p[batch], m[batch], n[batch]
+    a0, b0, c0 = A_start[batch], B_start[batch], C_start[batch]
+    for i in range(cols_A):
+        for j in range(cols_B):
+            sum = float(0.0)
+            for k in range(rows):
+                a = A[a0 + k * cols_A + i]
+                if a != 0.0:
+                    sum += a * B[b0 + k * cols_B + j]
+            C[c0 + i * cols_B + j] = sum
+
+
+@wp.kernel(enable_backward=False)
+def adj_eval_transposed_gemm_batched(
+    m: wp.array(dtype=int),
+    n: wp.array(dtype=int),
+    p: wp.array(dtype=int),
+    A_start: wp.array(dtype=int),
+    B_start: wp.array(dtype=int),
+    C_start: wp.array(dtype=int),
+    A: wp.array(dtype=float),
+    B: wp.array(dtype=float),
+    adj_C: wp.array(dtype=float),
+    # outputs, added to
+    adj_A: wp.array(dtype=float),
+    adj_B: wp.array(dtype=float),
+):
+    """The adjoint of C = A^T B: adj_B[k, j] += A[k, i] adj_C[i, j] and adj_A[k, i] += B[k, j] adj_C[i, j],
+    each entry's terms added in the order of Warp's generated adjoint of `eval_dense_gemm_batched` (i, then j,
+    downwards; every term as 0 + x), so that they are the same floats. B's adjoint skips A's zeros, whose terms
+    are +0, and is never -0 (P's adjoint comes from here only)."""
+    batch = wp.tid()
+    rows, cols_A, cols_B = p[batch], m[batch], n[batch]
+    a0, b0, c0 = A_start[batch], B_start[batch], C_start[batch]
+    for k in range(rows):
+        for i_down in range(cols_A):
+            i = cols_A - 1 - i_down
+            a = a0 + k * cols_A + i
+            A_ki = A[a]
+            adj_A_ki = adj_A[a]
+            for j_down in range(cols_B):
+                j = cols_B - 1 - j_down
+                adj_C_ij = 0.0 + adj_C[c0 + i * cols_B + j]
+                b = b0 + k * cols_B + j
+                if A_ki != 0.0:
+                    adj_B[b] += 0.0 + A_ki * adj_C_ij
+                adj_A_ki += 0.0 + B[b] * adj_C_ij
+            adj_A[a] = adj_A_ki
+
+
+def transposed_gemm(dim, sizes, A, B, C, device):
+    """C = A^T B by `eval_transposed_gemm_batched` (`sizes`: its m, n, p and the three starts), with its adjoint
+    kernel recorded on the active tape."""
+    wp.launch(eval_transposed_gemm_batched, dim=dim, device=device, inputs=[*sizes, A, B], outputs=[C],
+              record_tape=False)
+    tape = wp.context.runtime.tape
+    if tape is not None and C.requires_grad:
+        tape.record_func(lambda: wp.launch(adj_eval_transposed_gemm_batched, dim=dim, device=device,
+                                           inputs=[*sizes, A, B, C.grad], outputs=[A.grad, B.grad]),
+                         arrays=[A, B, C])
+
 def contact_points(model):
     """DFlex's ground-contact points of every shape: (body, point in the body frame, radius, (ke, kd, kf, mu))."""
     points = []
@@ -284,11 +363,9 @@ class DFlexIntegrator(FeatherstoneIntegrator):
                   inputs=[model.fs_articulation_M_rows, model.fs_articulation_J_cols, model.fs_articulation_M_start,
                           model.fs_articulation_J_start, model.fs_articulation_J_start, state_out.M, state_out.J],
                   outputs=[state_out.P])
-        wp.launch(fs.eval_dense_gemm_batched, dim=n, device=device,  # H = J^T P
-                  inputs=[model.fs_articulation_J_cols, model.fs_articulation_J_cols, model.fs_articulation_J_rows,
-                          True, False, model.fs_articulation_J_start, model.fs_articulation_J_start,
-                          model.fs_articulation_H_start, state_out.J, state_out.P],
-                  outputs=[state_out.H])
+        transposed_gemm(n, [model.fs_articulation_J_cols, model.fs_articulation_J_cols, model.fs_articulation_J_rows,
+                            model.fs_articulation_J_start, model.fs_articulation_J_start,
+                            model.fs_articulation_H_start], state_out.J, state_out.P, state_out.H, device)  # H = J^T P
         wp.launch(fs.eval_dense_cholesky_batched, dim=n, device=device,
                   inputs=[model.fs_articulation_H_start, model.fs_articulation_H_rows, state_out.H,
                           model.joint_armature],
