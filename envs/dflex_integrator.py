@@ -73,31 +73,80 @@ def dflex_ground_contact(
     wp.atomic_add(body_f, body, wp.spatial_vector(wp.cross(p, f), f))
 
 
-@wp.kernel
-def eval_block_diagonal_gemm_batched(
-    m: wp.array(dtype=int),
-    n: wp.array(dtype=int),
-    A_start: wp.array(dtype=int),
-    B_start: wp.array(dtype=int),
-    C_start: wp.array(dtype=int),
-    A: wp.array(dtype=float),
-    B: wp.array(dtype=float),
+@wp.kernel(enable_backward=False)
+def eval_spatial_mass_gemm_batched(
+    articulation_start: wp.array(dtype=int),
+    J_rows: wp.array(dtype=int),
+    J_cols: wp.array(dtype=int),
+    J_start: wp.array(dtype=int),
+    body_I_s: wp.array(dtype=wp.spatial_matrix),
+    J: wp.array(dtype=float),
     # output
-    C: wp.array(dtype=float),
+    P: wp.array(dtype=float),
 ):
-    """C = A B for an m x m matrix A of 6 x 6 diagonal blocks (the spatial mass matrix M) and an m x n matrix B,
-    one articulation per thread: Rewarped's `eval_dense_gemm_batched` with its sum over k cut to A's block,
-    the same products added in the same order, so that C and B's adjoint are bit for bit the same."""
+    """P = M J, one articulation per thread, for the spatial mass matrix M = diag(I_1, ..., I_b) of the bodies'
+    6 x 6 spatial inertias (`body_I_s`), without building M: Rewarped's `eval_rigid_mass` followed by
+    `eval_dense_gemm_batched`, with the sum over M's row cut to its block, the same products added in the same
+    order, so that P is the same floats. Its adjoint is `adj_eval_spatial_mass_gemm_batched`."""
     batch = wp.tid()
-    rows, cols = m[batch], n[batch]
-    a, b, c = A_start[batch], B_start[batch], C_start[batch]
+    first_body, rows, cols, start = articulation_start[batch], J_rows[batch], J_cols[batch], J_start[batch]
     for i in range(rows):
-        block = (i // 6) * 6
+        I = body_I_s[first_body + i // 6]
+        row, block = i % 6, (i // 6) * 6
         for j in range(cols):
             sum = float(0.0)
-            for k in range(block, block + 6):
-                sum += A[a + i * rows + k] * B[b + k * cols + j]
-            C[c + i * cols + j] = sum
+            for k in range(6):
+                sum += I[row, k] * J[start + (block + k) * cols + j]
+            P[start + i * cols + j] = sum
+
+
+@wp.kernel(enable_backward=False)
+def adj_eval_spatial_mass_gemm_batched(
+    articulation_start: wp.array(dtype=int),
+    J_rows: wp.array(dtype=int),
+    J_cols: wp.array(dtype=int),
+    J_start: wp.array(dtype=int),
+    body_I_s: wp.array(dtype=wp.spatial_matrix),
+    J: wp.array(dtype=float),
+    adj_P: wp.array(dtype=float),
+    # outputs, added to
+    adj_body_I_s: wp.array(dtype=wp.spatial_matrix),
+    adj_J: wp.array(dtype=float),
+):
+    """The adjoint of P = M J: adj_J[k, j] += M[i, k] adj_P[i, j] and adj_M[i, k] = sum_j J[k, j] adj_P[i, j],
+    added to adj_I of M's block. Each entry's terms are added in the order of Warp's generated adjoints of
+    `eval_dense_gemm_batched` (i, then j, downwards; every term as 0 + x; the terms of M's zeros are +0) and
+    of `eval_rigid_mass` (adj_M summed from zero, then added to adj_I once), so that they are the same floats."""
+    batch = wp.tid()
+    first_body, rows, cols, start = articulation_start[batch], J_rows[batch], J_cols[batch], J_start[batch]
+    for body in range(rows // 6):
+        I = body_I_s[first_body + body]
+        adj_I = wp.spatial_matrix()
+        for row_down in range(6):
+            row = 5 - row_down
+            i = body * 6 + row
+            for col in range(6):
+                k = body * 6 + col
+                adj_M_ik = float(0.0)
+                for j_down in range(cols):
+                    j = cols - 1 - j_down
+                    adj_P_ij = 0.0 + adj_P[start + i * cols + j]
+                    adj_J[start + k * cols + j] += 0.0 + I[row, col] * adj_P_ij
+                    adj_M_ik += 0.0 + J[start + k * cols + j] * adj_P_ij
+                adj_I[row, col] = adj_M_ik
+        adj_body_I_s[first_body + body] = adj_body_I_s[first_body + body] + adj_I
+
+
+def spatial_mass_gemm(dim, sizes, body_I_s, J, P, device):
+    """P = M J by `eval_spatial_mass_gemm_batched` (`sizes`: its articulation_start, J_rows, J_cols, J_start),
+    with its adjoint kernel recorded on the active tape."""
+    wp.launch(eval_spatial_mass_gemm_batched, dim=dim, device=device, inputs=[*sizes, body_I_s, J], outputs=[P],
+              record_tape=False)
+    tape = wp.context.runtime.tape
+    if tape is not None and P.requires_grad:
+        tape.record_func(lambda: wp.launch(adj_eval_spatial_mass_gemm_batched, dim=dim, device=device,
+                                           inputs=[*sizes, body_I_s, J, P.grad], outputs=[body_I_s.grad, J.grad]),
+                         arrays=[body_I_s, J, P])
 
 
 @wp.kernel(enable_backward=False)
@@ -349,20 +398,15 @@ class DFlexIntegrator(FeatherstoneIntegrator):
     def _mass_matrix(self, model, state_in, state_out):
         """H = J^T M J with the armature on its diagonal, and its Cholesky factor L, into `state_out`."""
         n, device = model.articulation_count, model.device
-        for name, size in (("M", model.fs_M_size), ("J", model.fs_J_size), ("P", model.fs_J_size),
-                           ("H", model.fs_H_size), ("L", model.fs_H_size)):
+        for name, size in (("J", model.fs_J_size), ("P", model.fs_J_size), ("H", model.fs_H_size),
+                           ("L", model.fs_H_size)):
             setattr(state_out, name, wp.zeros(int(size), dtype=float, device=device, requires_grad=state_in.requires_grad))
         wp.launch(fs.eval_rigid_jacobian, dim=n, device=device,
                   inputs=[model.articulation_start, model.fs_articulation_J_start, model.joint_ancestor,
                           model.joint_qd_start, state_in.joint_S_s],
                   outputs=[state_out.J])
-        wp.launch(fs.eval_rigid_mass, dim=n, device=device,
-                  inputs=[model.articulation_start, model.fs_articulation_M_start, state_in.body_I_s],
-                  outputs=[state_out.M])
-        wp.launch(eval_block_diagonal_gemm_batched, dim=n, device=device,  # P = M J
-                  inputs=[model.fs_articulation_M_rows, model.fs_articulation_J_cols, model.fs_articulation_M_start,
-                          model.fs_articulation_J_start, model.fs_articulation_J_start, state_out.M, state_out.J],
-                  outputs=[state_out.P])
+        spatial_mass_gemm(n, [model.articulation_start, model.fs_articulation_J_rows, model.fs_articulation_J_cols,
+                              model.fs_articulation_J_start], state_in.body_I_s, state_out.J, state_out.P, device)  # P = M J
         transposed_gemm(n, [model.fs_articulation_J_cols, model.fs_articulation_J_cols, model.fs_articulation_J_rows,
                             model.fs_articulation_J_start, model.fs_articulation_J_start,
                             model.fs_articulation_H_start], state_out.J, state_out.P, state_out.H, device)  # H = J^T P
