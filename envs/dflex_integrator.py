@@ -163,20 +163,23 @@ def eval_transposed_gemm_batched(
     C: wp.array(dtype=float),
 ):
     """C = A^T B for p x m matrices A and p x n matrices B, one articulation per thread (the mass matrix's
-    H = J^T P, J mostly zeros): Rewarped's `eval_dense_gemm_batched` with `transpose_A`, the products of A's
-    zeros left out. Its sum starts at +0 and never becomes -0, and adding a zero product (finite B) leaves it
-    as it is, so C is the same floats. Its adjoint is `adj_eval_transposed_gemm_batched`."""
+    H = J^T P, J mostly zeros): Rewarped's `eval_dense_gemm_batched` with `transpose_A`, each sum over k in the
+    same order, the products of A's zeros left out. A sum starts at +0 and never becomes -0, and adding a zero
+    product (finite B) leaves it as it is, so C is the same floats. Its adjoint is
+    `adj_eval_transposed_gemm_batched`."""
     batch = wp.tid()
     rows, cols_A, cols_B = p[batch], m[batch], n[batch]
     a0, b0, c0 = A_start[batch], B_start[batch], C_start[batch]
     for i in range(cols_A):
+        c = c0 + i * cols_B
         for j in range(cols_B):
-            sum = float(0.0)
-            for k in range(rows):
-                a = A[a0 + k * cols_A + i]
-                if a != 0.0:
-                    sum += a * B[b0 + k * cols_B + j]
-            C[c0 + i * cols_B + j] = sum
+            C[c + j] = 0.0
+        for k in range(rows):  # row i of C summed over k in Rewarped's order, a row of B at a time
+            a = A[a0 + k * cols_A + i]
+            if a != 0.0:
+                b = b0 + k * cols_B
+                for j in range(cols_B):
+                    C[c + j] = C[c + j] + a * B[b + j]
 
 
 @wp.kernel(enable_backward=False)
