@@ -21,6 +21,7 @@ import warp.types
 
 _warp_launch = warp.context.launch
 _kernels = {}  # kernel -> (its module's CPU executable, hooks, per-argument (type, name, array type, null))
+_bounds = {}  # dim -> its launch bounds, which a hook takes by value
 
 
 def _specs(kernel, device):
@@ -51,14 +52,24 @@ def _pack(kernel, specs, values, params, device, adjoint):
             params.append(warp.context.pack_arg(kernel, arg_type, name, value, device, adjoint))
 
 
-_STRUCT = object()  # the adjoint of a struct argument, which Warp's own tape builds
-
-
-def _adjoint(value):
-    """What `Tape.backward` passes as the adjoint of a launch argument (`warp.Tape.get_adjoint`)."""
-    if isinstance(value, warp.array):
-        return value.grad if value.grad else None
-    return _STRUCT if isinstance(value, warp.codegen.StructInstance) else value
+def _adjoints(values, gradients):
+    """What `Tape.backward` passes as the adjoints of a launch's arguments (`warp.Tape.get_adjoint`: an array's
+    gradient or None, a scalar itself), each array with a gradient also entered in the tape's `gradients` (as
+    `Tape.record_func` does, for `Tape.zero`); None if an argument is a struct, whose adjoint Warp's tape builds."""
+    adjoints = []
+    for value in values:
+        if isinstance(value, warp.array):
+            grad = value.grad
+            if grad:
+                gradients[value] = grad
+                adjoints.append(grad)
+            else:
+                adjoints.append(None)
+        elif isinstance(value, warp.codegen.StructInstance):
+            return None
+        else:
+            adjoints.append(value)
+    return adjoints
 
 
 class _Adjoint:
@@ -93,7 +104,9 @@ def launch(kernel, dim, inputs=(), outputs=(), adj_inputs=(), adj_outputs=(), de
     hook = hooks.backward if adjoint else hooks.forward
     if hook is None:
         return _warp_launch(*args)
-    bounds = warp.types.launch_bounds_t(dim)
+    bounds = _bounds.get(dim) if type(dim) is int else warp.types.launch_bounds_t(dim)
+    if bounds is None:
+        bounds = _bounds[dim] = warp.types.launch_bounds_t(dim)
     params = [bounds]
     if bounds.size > 0:
         _pack(kernel, specs, values, params, device, False)
@@ -101,11 +114,10 @@ def launch(kernel, dim, inputs=(), outputs=(), adj_inputs=(), adj_outputs=(), de
         hook(*params)
     tape = runtime.tape
     if tape and record_tape and bounds.size > 0 and not adjoint and hooks.backward is not None:
-        adjoints = [_adjoint(value) for value in values]
-        if not any(adj is _STRUCT for adj in adjoints):
+        adjoints = _adjoints(values, tape.gradients)
+        if adjoints is not None:
             _pack(kernel, specs, adjoints, params, device, True)
-            with_grad = [value for value, adj in zip(values, adjoints) if adj is not value and adj is not None]
-            tape.record_func(_Adjoint(hooks.backward, params, values, adjoints), with_grad)
+            tape.launches.append(_Adjoint(hooks.backward, params, values, adjoints))  # as Tape.record_func
             return
     if tape and record_tape:
         frame = sys._getframe(1)
