@@ -137,16 +137,20 @@ def adj_eval_spatial_mass_gemm_batched(
         adj_body_I_s[first_body + body] = adj_body_I_s[first_body + body] + adj_I
 
 
-def spatial_mass_gemm(dim, sizes, body_I_s, J, P, device):
-    """P = M J by `eval_spatial_mass_gemm_batched` (`sizes`: its articulation_start, J_rows, J_cols, J_start),
-    with its adjoint kernel recorded on the active tape."""
-    wp.launch(eval_spatial_mass_gemm_batched, dim=dim, device=device, inputs=[*sizes, body_I_s, J], outputs=[P],
-              record_tape=False)
+def launch_with_adjoint(kernel, adjoint, dim, sizes, A, B, C, device):
+    """C = kernel(sizes, A, B), and on the active tape `adjoint`, which adds C's gradient's share to A's and B's."""
+    wp.launch(kernel, dim=dim, device=device, inputs=[*sizes, A, B], outputs=[C], record_tape=False)
     tape = wp.context.runtime.tape
-    if tape is not None and P.requires_grad:
-        tape.record_func(lambda: wp.launch(adj_eval_spatial_mass_gemm_batched, dim=dim, device=device,
-                                           inputs=[*sizes, body_I_s, J, P.grad], outputs=[body_I_s.grad, J.grad]),
-                         arrays=[body_I_s, J, P])
+    if tape is not None and C.requires_grad:
+        tape.record_func(lambda: wp.launch(adjoint, dim=dim, device=device, inputs=[*sizes, A, B, C.grad],
+                                           outputs=[A.grad, B.grad]),
+                         arrays=[A, B, C])
+
+
+def spatial_mass_gemm(dim, sizes, body_I_s, J, P, device):
+    """P = M J by `eval_spatial_mass_gemm_batched` (`sizes`: its articulation_start, J_rows, J_cols, J_start)."""
+    launch_with_adjoint(eval_spatial_mass_gemm_batched, adj_eval_spatial_mass_gemm_batched, dim, sizes, body_I_s, J,
+                        P, device)
 
 
 @wp.kernel(enable_backward=False)
@@ -221,15 +225,9 @@ def adj_eval_transposed_gemm_batched(
 
 
 def transposed_gemm(dim, sizes, A, B, C, device):
-    """C = A^T B by `eval_transposed_gemm_batched` (`sizes`: its m, n, p and the three starts), with its adjoint
-    kernel recorded on the active tape."""
-    wp.launch(eval_transposed_gemm_batched, dim=dim, device=device, inputs=[*sizes, A, B], outputs=[C],
-              record_tape=False)
-    tape = wp.context.runtime.tape
-    if tape is not None and C.requires_grad:
-        tape.record_func(lambda: wp.launch(adj_eval_transposed_gemm_batched, dim=dim, device=device,
-                                           inputs=[*sizes, A, B, C.grad], outputs=[A.grad, B.grad]),
-                         arrays=[A, B, C])
+    """C = A^T B by `eval_transposed_gemm_batched` (`sizes`: its m, n, p and the three starts)."""
+    launch_with_adjoint(eval_transposed_gemm_batched, adj_eval_transposed_gemm_batched, dim, sizes, A, B, C, device)
+
 
 def contact_points(model):
     """DFlex's ground-contact points of every shape: (body, point in the body frame, radius, (ke, kd, kf, mu))."""
