@@ -19,6 +19,12 @@ iteration over ours: the speed-up of the working tree over REF on the same cores
 
     python benchmark/speed.py --env-id Ant --num-envs 128 --iterations 3 --algorithms bare RPO --baseline HEAD~2
 
+`--algorithms processes` adds, for each P of `--sim-workers` but the first, the bare simulator as P separate
+processes of N/P envs each, started together: what P cores give when the simulations share no GIL and no serial
+work, the ceiling of `--sim-workers P` on this machine:
+
+    python benchmark/speed.py --env-id Ant --num-envs 128 --iterations 3 --algorithms bare processes --sim-workers 1 2
+
 `--dflex PATH` adds a "DFlex" row: the bare loop on AHAC's own DFlex task (the `dflex` folder of a checkout
 of github imgeorgiev/DiffRL; docs/tasks.md#ant), for the paper's tasks Ant, Hopper, Humanoid and Anymal:
 
@@ -33,13 +39,14 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 
 from dflex_reference import DFLEX_TASKS
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = {"SHAC": "shac_dflex.py", "RPO": "rpo_continuous_dflex.py", "SAPO": "sapo_dflex.py", "PPO": "ppo_dflex.py"}
-JOBS = ["SHAC", "RPO", "SAPO", "bare", "DFlex", "PPO"]  # the order in which they start
+JOBS = ["SHAC", "RPO", "SAPO", "bare", "processes", "DFlex", "PPO"]  # the order in which they start
 
 
 def bare_simulator(args):
@@ -82,32 +89,43 @@ def bare_simulator(args):
 def run(job, sim_workers, args, tag, repo=REPO):
     """Run one job (from the checkout `repo`) for warmup + iterations iterations with its envs in `sim_workers`
     simulations; returns the per-iteration seconds of simulation (fwd+bwd) and of network updates, and the peak
-    RSS in GiB."""
-    common = ["--env-id", args.env_id, "--num-envs", str(args.num_envs), "--horizon", str(args.horizon),
-              "--seed", str(args.seed), "--cuda" if args.cuda else "--no-cuda"]
-    if job != "DFlex":
-        common += ["--sim-workers", str(sim_workers)]
-    if job in ("bare", "DFlex"):
+    RSS in GiB. The "processes" job is the bare simulator as `sim_workers` separate processes of N/P envs each,
+    started together: what P cores give when nothing is shared (no GIL, no serial part), so the ceiling of
+    `--sim-workers P`; its seconds per iteration are the slowest process's, its memory the processes' sum."""
+    common = ["--env-id", args.env_id, "--horizon", str(args.horizon), "--seed", str(args.seed),
+              "--cuda" if args.cuda else "--no-cuda"]
+    if job in ("bare", "DFlex", "processes"):
         command = [sys.executable, os.path.abspath(__file__), "--bare", "--repo", repo, "--iterations",
                    str(args.iterations), "--warmup", str(args.warmup)] + common
-        command += ["--dflex", args.dflex] if job == "DFlex" else []
+        if job == "DFlex":
+            commands = [command + ["--num-envs", str(args.num_envs), "--dflex", args.dflex]]
+        elif job == "bare":
+            commands = [command + ["--num-envs", str(args.num_envs), "--sim-workers", str(sim_workers)]]
+        else:
+            commands = [command + ["--num-envs", str(args.num_envs // sim_workers), "--sim-workers", "1"]] * sim_workers
     else:
         exp_name = f"speed_{job.lower()}_p{sim_workers}_{tag}"
         steps = args.num_envs * args.horizon * (args.warmup + args.iterations)
-        command = [sys.executable, SCRIPTS[job], "--total-timesteps", str(steps), "--exp-name", exp_name,
-                   "--no-evaluate"] + common
+        commands = [[sys.executable, SCRIPTS[job], "--total-timesteps", str(steps), "--exp-name", exp_name,
+                     "--no-evaluate", "--num-envs", str(args.num_envs), "--sim-workers", str(sim_workers)] + common]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(command, cwd=repo, env=env, stdout=stdout, stderr=stderr)
-        _, status, usage = os.wait4(process.pid, 0)  # like wait(), plus the child's own resource usage
-        if os.waitstatus_to_exitcode(status) != 0:
-            stderr.seek(0)
-            raise RuntimeError(f"{' '.join(command)} failed:\n{stderr.read().decode()}")
-        stdout.seek(0)
-        output = stdout.read().decode()
-    peak_gib = usage.ru_maxrss / 2**20  # ru_maxrss is in KiB on Linux
-    if job in ("bare", "DFlex"):
-        sim = json.loads(output.strip().splitlines()[-1])
+    outputs, peak_gib = [], 0.0
+    with ExitStack() as files:
+        started = []
+        for command in commands:
+            stdout, stderr = (files.enter_context(tempfile.TemporaryFile()) for _ in range(2))
+            started.append((command, subprocess.Popen(command, cwd=repo, env=env, stdout=stdout, stderr=stderr),
+                            stdout, stderr))
+        for command, process, stdout, stderr in started:
+            _, status, usage = os.wait4(process.pid, 0)  # like wait(), plus the child's own resource usage
+            if os.waitstatus_to_exitcode(status) != 0:
+                stderr.seek(0)
+                raise RuntimeError(f"{' '.join(command)} failed:\n{stderr.read().decode()}")
+            stdout.seek(0)
+            outputs.append(stdout.read().decode())
+            peak_gib += usage.ru_maxrss / 2**20  # ru_maxrss is in KiB on Linux
+    if job in ("bare", "DFlex", "processes"):
+        sim = [max(times) for times in zip(*(json.loads(output.strip().splitlines()[-1]) for output in outputs))]
         return sim, [0.0] * len(sim), peak_gib
     runs = [d for d in os.listdir(os.path.join(repo, "runs")) if f"__{exp_name}__" in d]
     return (*perf(os.path.join(repo, "runs", max(runs))), peak_gib)
@@ -154,8 +172,11 @@ def main():
     parser.add_argument("--warmup", type=int, default=1, help="iterations dropped from the front (kernel loads)")
     parser.add_argument("--workers", type=int, default=2, help="algorithms running at the same time")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process (OMP_NUM_THREADS)")
-    parser.add_argument("--algorithms", nargs="+", choices=JOBS, default=[j for j in JOBS if j != "DFlex"],
-                        help="what to measure; bare: the simulator alone; DFlex: AHAC's simulator alone")
+    parser.add_argument("--algorithms", nargs="+", choices=JOBS,
+                        default=[j for j in JOBS if j not in ("DFlex", "processes")],
+                        help="what to measure; bare: the simulator alone; processes: the bare simulator as P "
+                             "separate processes (each P of --sim-workers but the first); DFlex: AHAC's "
+                             "simulator alone")
     parser.add_argument("--dflex", help="path of DFlex's source (the dflex folder of imgeorgiev/DiffRL)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--sim-workers", type=int, nargs="+", default=[1],
@@ -173,7 +194,8 @@ def main():
         return bare_simulator(args)
 
     tag = str(int(time.time()))
-    jobs = [(job, p) for job in JOBS if job in args.algorithms for p in (args.sim_workers if job != "DFlex" else [1])]
+    workers = {"DFlex": [1], "processes": args.sim_workers[1:]}
+    jobs = [(job, p) for job in JOBS if job in args.algorithms for p in workers.get(job, args.sim_workers)]
     if args.baseline:
         return compare(args, jobs, tag)
     with ThreadPoolExecutor(args.workers) as pool:
@@ -196,9 +218,10 @@ def main():
     for (job, p), (sim_s, update_s, times, peak_gib) in rows.items():
         quarter = max(1, len(times) // 4)
         slowdown = statistics.mean(times[-quarter:]) / statistics.mean(times[:quarter])
-        overhead = "—" if ("bare", p) not in iteration_s or job in ("PPO", "DFlex") else \
+        overhead = "—" if ("bare", p) not in iteration_s or job in ("PPO", "DFlex", "processes") else \
             f"{iteration_s[job, p] - iteration_s['bare', p]:.2f}"
-        label = {"bare": "bare simulator", "DFlex": "DFlex simulator (AHAC)"}.get(job, job)
+        label = {"bare": "bare simulator", "processes": "bare simulator, P processes",
+                 "DFlex": "DFlex simulator (AHAC)"}.get(job, job)
         print(f"| {label} | {p} | {steps / iteration_s[job, p]:.0f} | "
               f"{iteration_s[job, p]:.2f} | {sim_s:.2f} | {update_s:.2f} | {update_s / iteration_s[job, p]:.3f} | "
               f"{overhead} | {slowdown:.3f} | {peak_gib:.2f} |")
@@ -209,9 +232,11 @@ def main():
     if ("DFlex", 1) in iteration_s and ("bare", 1) in iteration_s:
         print(f"Ours ÷ DFlex simulator seconds per iteration: {iteration_s['bare', 1] / iteration_s['DFlex', 1]:.3f}")
     for job in dict.fromkeys(job for job, _ in iteration_s):
+        base = "bare" if job == "processes" else job  # P processes against the bare simulator in one
         for p in args.sim_workers[1:]:
-            if (job, p) in iteration_s:
-                print(f"{job}: P={p} is {iteration_s[job, first] / iteration_s[job, p]:.2f} x as fast as P={first}")
+            if (job, p) in iteration_s and (base, first) in iteration_s:
+                print(f"{job}: P={p} is {iteration_s[base, first] / iteration_s[job, p]:.2f} x as fast as "
+                      f"{base} P={first}")
     if any(job == "PPO" for job, _ in iteration_s):
         print("PPO's simulation runs forward only (no gradients).")
 
