@@ -192,6 +192,9 @@ def main():
         parser.error("the DFlex row needs --dflex PATH (the dflex folder of a github imgeorgiev/DiffRL checkout)")
     if args.bare:
         return bare_simulator(args)
+    if "processes" in args.algorithms and any(args.num_envs % p for p in args.sim_workers[1:]):
+        parser.error(f"the processes job splits --num-envs {args.num_envs} into P equal parts: give a --num-envs "
+                     f"that every P of --sim-workers {' '.join(map(str, args.sim_workers[1:]))} divides")
 
     tag = str(int(time.time()))
     workers = {"DFlex": [1], "processes": args.sim_workers[1:]}
