@@ -71,7 +71,7 @@ class Args:
     episode_length: Optional[int] = None
     """the task's time limit in steps (default: the task's own)"""
     sim_workers: int = 1
-    """the number of simulations the envs are split over, stepped in parallel threads on the CPU"""
+    """the number of simulations the envs are split over, stepped in parallel processes on the CPU"""
     total_timesteps: Optional[int] = None
     """total env steps of the experiment (default: per task, the paper's budget, Ant 8,192,000; own envs 1,000,000)"""
     horizon: int = 32

@@ -70,7 +70,7 @@ class Args:
     episode_length: Optional[int] = None
     """the task's time limit in steps (default: the task's own)"""
     sim_workers: int = 1
-    """the number of simulations the envs are split over, stepped in parallel threads on the CPU"""
+    """the number of simulations the envs are split over, stepped in parallel processes on the CPU"""
     low_memory: bool = False
     """keep only each step's input for the backward pass and recompute the step there (less memory, more time)"""
     total_timesteps: Optional[int] = None

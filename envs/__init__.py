@@ -71,7 +71,7 @@ def check_sim_workers(sim_workers, num_envs, device="cpu"):
     if isinstance(sim_workers, bool) or not isinstance(sim_workers, int) or sim_workers < 1:
         raise UsageError(f"--sim-workers must be a positive integer, got {sim_workers!r}")
     if sim_workers > 1 and not str(device).startswith("cpu"):
-        raise UsageError(f"--sim-workers {sim_workers} splits the CPU simulation over threads; on {device} one "
+        raise UsageError(f"--sim-workers {sim_workers} splits the CPU simulation over processes; on {device} one "
                          "simulation runs all envs in parallel already: use --sim-workers 1")
     if num_envs % sim_workers:
         raise UsageError(f"--sim-workers {sim_workers} must divide --num-envs {num_envs} (each simulation gets "
@@ -85,8 +85,8 @@ def make_env(env_id, num_envs, device="cpu", seed=0, requires_grad=True, episode
     against the contract of docs/env_contract.md (`render=True`: it must render, for --capture-video).
 
     `sim_workers=P > 1` (CPU only) splits the envs over P simulations of num_envs / P envs each, stepped forward
-    and backward in P threads, behind the same API (`ShardedEnv`, sharded_env.py); shard k draws its own random
-    stream (`shard_seed`), so a run is reproducible for a fixed P, and P changes the random start states.
+    and backward in P worker processes, behind the same API (`ShardedEnv`, sharded_env.py); shard k draws its own
+    random stream (`shard_seed`), so a run is reproducible for a fixed P, and P changes the random start states.
 
     `requires_grad=False` builds the simulator without its backward pass (faster, flat memory: for PPO).
     `episode_length=None` keeps the task's own time limit. `graph_capture=None` captures the simulation step in
@@ -125,9 +125,10 @@ def make_env(env_id, num_envs, device="cpu", seed=0, requires_grad=True, episode
     if sim_workers > 1:
         from .sharded_env import ShardedEnv, shard_seed
 
-        return ShardedEnv([make_env(env_id, num_envs // sim_workers, device, shard_seed(seed, k),
-                                    requires_grad, episode_length, graph_capture, low_memory, last_action_obs)
-                           for k in range(sim_workers)])
+        return ShardedEnv([dict(env_id=env_id, num_envs=num_envs // sim_workers, device=device,
+                                seed=shard_seed(seed, k), requires_grad=requires_grad,
+                                episode_length=episode_length, graph_capture=graph_capture, low_memory=low_memory,
+                                last_action_obs=last_action_obs) for k in range(sim_workers)])
 
     from .diff_env import DiffEnv
     from .rewarped_loading import import_rewarped, quiet_construction

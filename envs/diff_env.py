@@ -17,6 +17,7 @@ class DiffEnv:
     obs = env.clear_grad()                                       # cut autograd history, keep the physical state
     state = env.state_dict(); env.load_state_dict(state)         # checkpoint and restore every env exactly
     frame = env.render()      # (height, width, 3) uint8, the first two envs; env.metadata["render_fps"] frames/s
+    results = env.call(f)     # [f(env)]; with --sim-workers P, f of each simulation's DiffEnv (sharded_env.py)
     """
 
     def __init__(self, task, seed):
@@ -116,27 +117,19 @@ class DiffEnv:
             self._renderer = FrameRenderer(self.task, num_envs=2)
         return self._renderer.frame()
 
-    def step(self, actions):
-        self.begin_step(actions)
-        with no_nonleaf_grad_warning():
-            self.task.do_physics_step()
-        return self.end_step()
+    def call(self, function):
+        return [function(self)]
 
-    def begin_step(self, actions):
-        """The part of `step` before the physics: the actions into the simulator's control."""
+    def step(self, actions):
         if actions.shape != (self.num_envs, self.num_actions):
             raise ValueError(
                 f"actions must have shape (num_envs, num_actions) = ({self.num_envs}, {self.num_actions}), "
                 f"got {tuple(actions.shape)}"
             )
-        with self._own_rng(), no_nonleaf_grad_warning():
-            self.task.pre_physics_step(actions)
-
-    def end_step(self):
-        """The part of `step` after the physics (`task.do_physics_step()`, which draws no random numbers):
-        observations, rewards, episode ends and resets."""
         task = self.task
         with self._own_rng(), no_nonleaf_grad_warning():
+            task.pre_physics_step(actions)
+            task.do_physics_step()
             task.progress_buf += 1
             task.num_frames += 1
             task.reset_buf = torch.zeros_like(task.reset_buf)

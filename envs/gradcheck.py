@@ -43,11 +43,15 @@ def tolerance(steps):
     return 0.02 if steps == 1 else 0.05
 
 
+def nominal_start(env):
+    """Every env, and every env that resets later, starts in the task's nominal state (no random draws)."""
+    env.task.randomize = False
+
+
 def k_step_returns(env, first, warmup_actions, later_actions):
     """Reward of each env summed over K = 1 + len(later_actions) steps from the start state: `first` (N, A) is
     step 0's action, the warm-up and later actions (one row each) are the same for every env."""
-    for shard in getattr(env, "shards", [env]):
-        shard.task.randomize = False  # every env starts in the task's nominal state
+    env.call(nominal_start)
     env.reset()
     for a in warmup_actions:
         _, _, terminated, truncated, _ = env.step(a.expand(env.num_envs, -1))

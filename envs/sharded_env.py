@@ -1,27 +1,22 @@
-"""`ShardedEnv`: N envs split over P independent Warp simulations of N/P envs, stepped concurrently on the CPU
-(docs/usage.md#multi-core-simulation).
+"""`ShardedEnv`: N envs split over P Warp simulations of N/P envs, each in a process of its own, stepped
+concurrently on the CPU (docs/usage.md#multi-core-simulation).
 
-Warp runs CPU kernels serially on the calling thread, and ctypes releases the GIL for each kernel call, so P
-Python threads, one per simulation, keep P cores busy. The forward pass of a step runs the P simulations'
-physics in threads, and so does its backward pass: `ParallelPhysics` is one autograd node over the P shards
-whose backward differentiates each shard's physics in its own thread. Everything else of a step (actions into
-the control, observations, rewards, resets) runs shard after shard in the calling thread, under each shard's
-own random generator. Warp keeps the tape that records launches in one global of the process; `thread_local_tape`
-gives each thread its own, so that each simulation's launches land on its own tape.
+Warp runs a CPU simulation on the thread that launches its kernels, and between kernels a step is Python that
+holds the interpreter's lock, so threads of one process overlap little. Here each simulation is a `DiffEnv` of
+N/P envs in a worker process (`serve`), which steps, observes, rewards and resets its envs under its own random
+generator. The calling process sends each step's actions and receives observations, rewards and episode ends.
+For BPTT, each step is one autograd node, `ShardStep`: its backward sends the gradients of the step's outputs
+to the workers, and each worker differentiates that step's graph, which starts from detached leaves of the
+simulator state, and keeps the state's gradient for the step before. A link tensor chains the nodes, so that
+autograd differentiates the steps from the last to the first.
 """
-import sys
-import threading
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+import signal
+import traceback
+import weakref
 
 import numpy as np
 import torch
-import warp as wp
-
-from .rewarped_loading import no_nonleaf_grad_warning
-
-# While the shards step, a thread that returns from a kernel waits at most this long for the GIL (Python's
-# default, 5 ms, leaves cores idle between the many short kernel launches of a simulation step)
-SWITCH_INTERVAL_S = 1e-4
 
 
 def shard_seed(seed, k):
@@ -30,91 +25,228 @@ def shard_seed(seed, k):
     return seed if k == 0 else int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
 
 
-def thread_local_tape():
-    """Make `wp.context.runtime.tape`, the tape every `wp.launch` records onto, a per-thread value."""
-    runtime_class = type(wp.context.runtime)
-    if isinstance(runtime_class.__dict__.get("tape"), property):
-        return
-    local = threading.local()
-    runtime_class.tape = property(lambda self: getattr(local, "tape", None),
-                                  lambda self, tape: setattr(local, "tape", tape))
+def cut_history(task):
+    """Replace every tensor of `task` that has autograd history (the simulator state, the last observation that
+    the next reward reads, ...), also inside its lists and dicts, by a detached leaf that requires grad.
+    Returns the tensors replaced and their leaves, in the same order."""
+    leaves = {}  # id(tensor) -> (tensor, leaf): a tensor held twice gets one leaf
+
+    def cut(value):
+        if not isinstance(value, torch.Tensor) or value.grad_fn is None:
+            return value
+        if id(value) not in leaves:
+            leaves[id(value)] = (value, value.detach().requires_grad_())
+        return leaves[id(value)][1]
+
+    for name, value in list(vars(task).items()):
+        if isinstance(value, (list, tuple)):
+            setattr(task, name, type(value)(cut(v) for v in value))
+        elif isinstance(value, dict):
+            setattr(task, name, {key: cut(v) for key, v in value.items()})
+        else:
+            setattr(task, name, cut(value))
+    return [tensor for tensor, _ in leaves.values()], [leaf for _, leaf in leaves.values()]
 
 
-class ParallelPhysics(torch.autograd.Function):
-    """One simulation step of every shard, the shards in parallel threads, forward and backward.
+class Shard:
+    """A worker's side: its `DiffEnv` and, for BPTT, the graph of every step since the last `clear_grad`."""
 
-    Inputs: each shard's state and control tensors, flattened in shard order; outputs: each shard's new state
-    tensors, in the same order. Inside, each shard steps from detached copies of its inputs with its own graph,
-    which the backward pass differentiates, shard by shard in parallel, with `torch.autograd.grad`.
-    """
+    def __init__(self, env):
+        self.env = env
+        self.forget()
+
+    def forget(self):
+        # per step: [inputs: action, leaves of the task's tensors; outputs: obs, reward, final obs; carried: the
+        # task's tensors at its end, which the next step's leaves replaced]
+        self.steps = []
+        self.carried_grads = {}  # step index -> gradients of its carried tensors, from the step after it
+
+    def reset(self, seed):
+        self.forget()
+        return self.env.reset(seed).detach().numpy()
+
+    def clear_grad(self):
+        self.forget()
+        return self.env.clear_grad().detach().numpy()
+
+    def step(self, actions, record):
+        actions = torch.from_numpy(actions)
+        if record:
+            carried, leaves = cut_history(self.env.task)
+            if self.steps:
+                self.steps[-1][2] = carried
+            inputs = [actions.requires_grad_(), *leaves]
+        with torch.set_grad_enabled(record):
+            obs, reward, terminated, truncated, info = self.env.step(actions)
+        if record:
+            self.steps.append([inputs, [obs, reward, info["final_obs"]], []])
+        outputs = (obs, reward, terminated, truncated, info["final_obs"])
+        return [x.detach().numpy() for x in outputs] + [int(info["nan_resets"])]
+
+    def backward(self, index, grads):
+        """The action-gradient of step `index` from its outputs' gradients and its carried tensors' (from step
+        index + 1)."""
+        inputs, outputs, carried = self.steps[index]
+        self.steps[index] = None  # each step is differentiated once
+        outputs = outputs + carried
+        grads = [None if g is None else torch.from_numpy(g) for g in grads]
+        grads += self.carried_grads.pop(index, [None] * len(carried))
+        pairs = [(out, grad) for out, grad in zip(outputs, grads) if grad is not None and out.requires_grad]
+        input_grads = [None] * len(inputs)
+        if pairs:
+            input_grads = torch.autograd.grad([out for out, _ in pairs], inputs, [grad for _, grad in pairs],
+                                              allow_unused=True)
+        if index > 0:
+            self.carried_grads[index - 1] = list(input_grads[1:])
+        return None if input_grads[0] is None else input_grads[0].numpy()
+
+    def state_dict(self):
+        return self.env.state_dict()
+
+    def load_state_dict(self, state):
+        self.forget()
+        self.env.load_state_dict(state)
+
+    def render(self):
+        return self.env.render()
+
+    def call(self, function):
+        return function(self.env)
+
+
+def serve(connection, make_env_kwargs):
+    """A worker process: build the shard's env, then carry out the calling process's commands until it ends."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the calling process stops the run (after its checkpoint)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    torch.set_num_threads(1)
+    from . import make_env
+
+    try:
+        shard = Shard(make_env(**make_env_kwargs))
+        env = shard.env
+        reply = ("ok", (env.num_obs, env.num_actions, env.max_episode_length, env.requires_grad, env.metadata))
+    except Exception as error:
+        shard, reply = None, ("error", with_traceback_note(error))
+    connection.send(reply)
+    while shard is not None:
+        try:
+            command, args = connection.recv()
+        except EOFError:  # the calling process has ended
+            return
+        try:
+            reply = ("ok", getattr(shard, command)(*args))
+        except Exception as error:
+            reply = ("error", with_traceback_note(error))
+        connection.send(reply)
+
+
+def with_traceback_note(error):
+    error.add_note("in a simulation's worker process:\n" + "".join(traceback.format_exception(error)))
+    return error
+
+
+def stop(connections, processes):
+    for connection in connections:
+        connection.close()  # a worker ends when its connection does
+    for process in processes:
+        process.join(timeout=10)
+        if process.is_alive():
+            process.terminate()
+
+
+class ShardStep(torch.autograd.Function):
+    """One step of every shard: the actions in; observations, rewards and final observations out, all
+    differentiable, and the link to the next step's node."""
 
     @staticmethod
-    def forward(ctx, env, *tensors):
-        shards, inputs, offset = env.shards, [], 0
-        for shard in shards:
-            task = shard.task
-            count = len(task.state_tensors) + len(task.control_tensors)
-            leaves = [t.detach().requires_grad_() for t in tensors[offset:offset + count]]
-            num_state = len(task.state_tensors)
-            task.state_tensors, task.control_tensors = leaves[:num_state], leaves[num_state:]
-            inputs.append(leaves)
-            offset += count
-
-        def physics(shard):
-            with torch.enable_grad():
-                shard.task.do_physics_step()
-            return list(shard.task.state_tensors)
-
-        outputs = env.map(physics)
-        ctx.env, ctx.inputs, ctx.outputs = env, inputs, outputs
-        return tuple(out.detach() for shard_outputs in outputs for out in shard_outputs)
+    def forward(ctx, env, link, actions):
+        ctx.env, ctx.horizon, ctx.index = env, env.horizon, env.recorded
+        ctx.set_materialize_grads(False)  # an unused output's gradient stays None, and the workers skip it
+        env.recorded += 1
+        obs, reward, terminated, truncated, final_obs = env.send_step(actions, record=True)
+        ctx.mark_non_differentiable(terminated, truncated)
+        return obs, reward, final_obs, link.detach().clone(), terminated, truncated
 
     @staticmethod
-    def backward(ctx, *grads):
-        offsets = [0]
-        for shard_outputs in ctx.outputs:
-            offsets.append(offsets[-1] + len(shard_outputs))
+    def backward(ctx, grad_obs, grad_reward, grad_final_obs, grad_link, *_):
+        env = ctx.env
+        if ctx.horizon != env.horizon:
+            raise RuntimeError("backward through env steps taken before the last clear_grad(), reset() or "
+                               "load_state_dict(): differentiate a horizon before starting the next")
+        size = env.num_envs // env.sim_workers
 
-        def differentiate(k):
-            shard_grads = grads[offsets[k]:offsets[k + 1]]
-            return torch.autograd.grad(ctx.outputs[k], ctx.inputs[k], shard_grads, allow_unused=True)
+        def per_shard(grad):
+            return [None] * env.sim_workers if grad is None else [g.numpy() for g in grad.split(size)]
 
-        per_shard = ctx.env.map(differentiate, range(len(ctx.outputs)))
-        ctx.inputs = ctx.outputs = None  # the shards' graphs (and their Warp tapes) are not needed again
-        return (None, *(grad for shard_grads in per_shard for grad in shard_grads))
+        grads = zip(per_shard(grad_obs), per_shard(grad_reward), per_shard(grad_final_obs))
+        action_grads = env.call_all("backward", [(ctx.index, list(shard_grads)) for shard_grads in grads])
+        action_grads = [torch.zeros(size, env.num_actions) if g is None else torch.from_numpy(g)
+                        for g in action_grads]
+        return None, torch.zeros(()), torch.cat(action_grads)
 
 
 class ShardedEnv:
-    """The `DiffEnv` API over P `DiffEnv` shards of N/P envs each; env i lives in shard i // (N/P)."""
+    """The `DiffEnv` API over P `DiffEnv` shards of N/P envs each, one per worker process (CPU); env i lives in
+    shard i // (N/P). `make_env_kwargs`: the `make_env` arguments of each shard."""
 
-    def __init__(self, shards):
-        thread_local_tape()
-        self.shards = shards
-        self.sim_workers = len(shards)
-        first = shards[0]
-        self.num_envs = sum(shard.num_envs for shard in shards)
-        self.num_obs, self.num_actions = first.num_obs, first.num_actions
-        self.max_episode_length, self.device = first.max_episode_length, first.device
-        self.requires_grad = first.requires_grad
-        self.task, self.metadata, self.render = first.task, first.metadata, first.render  # the env's first envs
-        self.pool = ThreadPoolExecutor(max_workers=self.sim_workers)
-        self.warm = False
+    def __init__(self, make_env_kwargs):
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no threads or Warp state forked
+        self.connections, self.processes = [], []
+        self.sim_workers = len(make_env_kwargs)
+        for kwargs in make_env_kwargs:
+            connection, worker_end = context.Pipe()
+            process = context.Process(target=serve, args=(worker_end, kwargs), daemon=True)
+            process.start()
+            worker_end.close()
+            self.connections.append(connection)
+            self.processes.append(process)
+        weakref.finalize(self, stop, self.connections, self.processes)
+        self.num_envs = sum(kwargs["num_envs"] for kwargs in make_env_kwargs)
+        self.device = torch.device("cpu")
+        first = self.receive_all()[0]
+        self.num_obs, self.num_actions, self.max_episode_length, self.requires_grad, self.metadata = first
+        self.start_horizon()
 
-    def map(self, function, items=None):
-        """`function` of every shard (or item) in P threads, the results in order."""
-        interval = sys.getswitchinterval()
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
-        try:
-            return list(self.pool.map(function, self.shards if items is None else items))
-        finally:
-            sys.setswitchinterval(interval)
+    def receive_all(self, shards=None):
+        """The replies of every shard (or of `shards`), all received before an error in one is raised."""
+        replies = []
+        for k in range(self.sim_workers) if shards is None else shards:
+            try:
+                replies.append(self.connections[k].recv())
+            except EOFError:
+                replies.append(("error", RuntimeError(f"the worker process of simulation {k} ended (exit code "
+                                                      f"{self.processes[k].exitcode})")))
+        for status, value in replies:
+            if status == "error":
+                raise value
+        return [value for _, value in replies]
+
+    def call_all(self, command, args):
+        """`command` with `args[k]` in every shard's worker at once; the results in shard order."""
+        for connection, shard_args in zip(self.connections, args):
+            connection.send((command, shard_args))
+        return self.receive_all()
+
+    def start_horizon(self):
+        """Drop the recorded steps: a new horizon's first node links to a fresh leaf."""
+        self.horizon = getattr(self, "horizon", 0) + 1
+        self.recorded = 0
+        self.link = torch.zeros((), requires_grad=True)
+
+    def send_step(self, actions, record):
+        size = self.num_envs // self.sim_workers
+        replies = self.call_all("step", [(a.numpy(), record) for a in actions.detach().split(size)])
+        self.nan_resets = torch.tensor(sum(reply[5] for reply in replies))
+        return tuple(torch.cat([torch.from_numpy(reply[i]) for reply in replies]) for i in range(5))
 
     def reset(self, seed=None):
-        return torch.cat([shard.reset(None if seed is None else shard_seed(seed, k))
-                          for k, shard in enumerate(self.shards)])
+        self.start_horizon()
+        seeds = [None if seed is None else shard_seed(seed, k) for k in range(self.sim_workers)]
+        return torch.cat([torch.from_numpy(obs) for obs in self.call_all("reset", [(s,) for s in seeds])])
 
     def clear_grad(self):
-        return torch.cat([shard.clear_grad() for shard in self.shards])
+        self.start_horizon()
+        return torch.cat([torch.from_numpy(obs) for obs in self.call_all("clear_grad", [()] * self.sim_workers)])
 
     def step(self, actions):
         if actions.shape != (self.num_envs, self.num_actions):
@@ -122,32 +254,27 @@ class ShardedEnv:
                 f"actions must have shape (num_envs, num_actions) = ({self.num_envs}, {self.num_actions}), "
                 f"got {tuple(actions.shape)}"
             )
-        for shard, shard_actions in zip(self.shards, actions.split(self.shards[0].num_envs)):
-            shard.begin_step(shard_actions)
-        with no_nonleaf_grad_warning():
-            if not self.warm:  # Warp loads each kernel module at its first launch: once, from one thread
-                for shard in self.shards:
-                    shard.task.do_physics_step()
-                self.warm = True
-            elif self.requires_grad:
-                tensors = [t for shard in self.shards for t in (*shard.task.state_tensors, *shard.task.control_tensors)]
-                outputs = iter(ParallelPhysics.apply(self, *tensors))
-                for shard in self.shards:
-                    shard.task.state_tensors = [next(outputs) for _ in shard.task.state_tensors]
-            else:
-                self.map(lambda shard: shard.task.do_physics_step())
-        results = [shard.end_step() for shard in self.shards]
-        obs, reward, terminated, truncated = (torch.cat([result[i] for result in results]) for i in range(4))
-        info = {"final_obs": torch.cat([result[4]["final_obs"] for result in results]),
-                "nan_resets": sum(result[4]["nan_resets"] for result in results)}
-        return obs, reward, terminated, truncated, info
+        if self.requires_grad and torch.is_grad_enabled():
+            obs, reward, final_obs, self.link, terminated, truncated = ShardStep.apply(self, self.link, actions)
+        else:
+            obs, reward, terminated, truncated, final_obs = self.send_step(actions, record=False)
+        return obs, reward, terminated, truncated, {"final_obs": final_obs, "nan_resets": self.nan_resets}
+
+    def render(self):
+        """A frame of the first two envs, which live in shard 0."""
+        self.connections[0].send(("render", ()))
+        return self.receive_all(shards=[0])[0]
+
+    def call(self, function):
+        """`function(shard_env)` in every shard's worker (a module-level function: it is pickled); the results."""
+        return self.call_all("call", [(function,)] * self.sim_workers)
 
     def state_dict(self):
-        return {"sim_workers": self.sim_workers, "shards": [shard.state_dict() for shard in self.shards]}
+        return {"sim_workers": self.sim_workers, "shards": self.call_all("state_dict", [()] * self.sim_workers)}
 
     def load_state_dict(self, state):
         if state.get("sim_workers", 1) != self.sim_workers:
             raise ValueError(f"env state of {state.get('sim_workers', 1)} simulations cannot be loaded into an env "
                              f"of {self.sim_workers}; use --sim-workers {state.get('sim_workers', 1)}")
-        for shard, shard_state in zip(self.shards, state["shards"]):
-            shard.load_state_dict(shard_state)
+        self.start_horizon()
+        self.call_all("load_state_dict", [(shard_state,) for shard_state in state["shards"]])

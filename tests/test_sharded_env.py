@@ -1,22 +1,19 @@
-"""`make_env(..., sim_workers=P)`: the envs split over P simulations stepped in parallel threads
+"""`make_env(..., sim_workers=P)`: the envs split over P simulations stepped in parallel worker processes
 (envs/sharded_env.py) behave as one simulation of all of them, forward and backward."""
-import threading
+import gc
 
 import numpy as np
 import pytest
 import torch
-import warp as wp
 from helpers import random_actions, rollout
 
 from envs import check_sim_workers, make_env
-from envs.render import FrameRenderer
-from envs.sharded_env import shard_seed, thread_local_tape
+from envs.gradcheck import nominal_start
+from envs.sharded_env import shard_seed
 
 
 def nominal(env):
-    """Every env, and every env that resets later, in the task's nominal start state (no random draws)."""
-    for shard in getattr(env, "shards", [env]):
-        shard.task.randomize = False
+    env.call(nominal_start)
     return env
 
 
@@ -89,35 +86,34 @@ def test_several_simulations_on_a_gpu_are_refused_with_the_reason():
         check_sim_workers(2, 4, "cuda")
 
 
-def test_each_thread_records_its_launches_on_its_own_tape():
-    thread_local_tape()
-
-    @wp.kernel
-    def double(x: wp.array(dtype=float), y: wp.array(dtype=float)):
-        i = wp.tid()
-        y[i] = 2.0 * x[i]
-
-    x = wp.ones(3, dtype=float, requires_grad=True)
-    inside, launched = threading.Event(), threading.Event()
-    tapes = {}
-
-    def record():
-        with wp.Tape() as tape:
-            inside.set()
-            launched.wait(timeout=60)
-        tapes["other"] = tape
-
-    thread = threading.Thread(target=record)
-    thread.start()
-    inside.wait(timeout=60)
-    with wp.Tape() as tape:  # would raise "entering a tape while one is already active" with one global tape
-        wp.launch(double, dim=3, inputs=[x], outputs=[wp.zeros(3, dtype=float, requires_grad=True)])
-    launched.set()
-    thread.join()
-    assert len(tape.launches) == 1 and len(tapes["other"].launches) == 0
-
-
 def test_a_two_simulation_env_renders_its_first_envs():
     one, two = nominal(make_env("CartPole", 4)), nominal(make_env("CartPole", 4, sim_workers=2))
     one.reset(), two.reset()
-    assert np.array_equal(FrameRenderer(one.task, num_envs=2).frame(), FrameRenderer(two.task, num_envs=2).frame())
+    assert np.array_equal(one.render(), two.render())
+
+
+def test_an_error_in_a_simulations_process_is_raised_in_the_caller():
+    two = make_env("CartPole", 4, sim_workers=2)
+    four_envs = make_env("CartPole", 4).state_dict()
+    with pytest.raises(ValueError, match="env state of Cartpole with 4 envs cannot be loaded into Cartpole with 2"):
+        two.load_state_dict({"sim_workers": 2, "shards": [four_envs, four_envs]})
+
+
+def test_steps_of_a_horizon_that_clear_grad_ended_are_not_differentiated():
+    env = make_env("CartPole", 4, sim_workers=2)
+    env.reset()
+    _, reward, *_ = env.step(torch.zeros(4, 1, requires_grad=True))
+    env.clear_grad()
+    with pytest.raises(RuntimeError, match="differentiate a horizon before starting the next"):
+        reward.sum().backward()
+
+
+def test_the_simulations_processes_end_with_their_env():
+    env = make_env("CartPole", 4, sim_workers=2)
+    processes = env.processes
+    assert all(process.is_alive() for process in processes)
+    del env
+    gc.collect()
+    for process in processes:
+        process.join(timeout=30)
+    assert not any(process.is_alive() for process in processes)
