@@ -11,7 +11,8 @@ The slowdown column is the mean iteration time of the last quarter of the measur
 the first quarter. Jobs run `--workers` at a time, in the order SHAC, RPO, SAPO, bare, PPO, so that with 2
 workers SHAC and RPO share the machine (their ratio is measured under the same load), then SAPO and the bare
 simulator. Peak memory is the resident set size of each process (host memory; on a GPU the simulation's own
-memory is not included).
+memory is not included); the bare simulator's with `--sim-workers P > 1` is the sum over its own process and
+its P simulation processes, a script's the largest of these (the operating system reports no sum).
 
 `--baseline REF` measures the same jobs, one at a time, from a checkout of commit REF too (a temporary git
 worktree), each pair twice in both orders (ours then REF's, REF's then ours), and prints REF's seconds per
@@ -20,8 +21,8 @@ iteration over ours: the speed-up of the working tree over REF on the same cores
     python benchmark/speed.py --env-id Ant --num-envs 128 --iterations 3 --algorithms bare RPO --baseline HEAD~2
 
 `--algorithms processes` adds, for each P of `--sim-workers` but the first, the bare simulator as P separate
-processes of N/P envs each, started together: what P cores give when the simulations share no GIL and no serial
-work, the ceiling of `--sim-workers P` on this machine:
+processes of N/P envs each, started together and never waiting for each other: the ceiling of `--sim-workers P`
+(whose P simulation processes exchange every step with the calling process) on this machine:
 
     python benchmark/speed.py --env-id Ant --num-envs 128 --iterations 3 --algorithms bare processes --sim-workers 1 2
 
@@ -33,6 +34,7 @@ of github imgeorgiev/DiffRL; docs/tasks.md#ant), for the paper's tasks Ant, Hopp
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -83,15 +85,22 @@ def bare_simulator(args):
         if args.cuda:
             torch.cuda.synchronize()
         seconds.append(time.time() - start)
-    print(json.dumps(seconds))
+    # with the simulations' worker processes (--sim-workers P > 1; where they are threads, there is no `call`)
+    workers_gib = sum(env.call(peak_rss_gib)) if args.sim_workers[0] > 1 and hasattr(env, "call") else 0.0
+    print(json.dumps({"seconds": seconds, "peak_gib": peak_rss_gib() + workers_gib}))
+
+
+def peak_rss_gib(env=None):
+    """This process's peak resident set size in GiB (`env`: ignored; called in each simulation's process)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
 def run(job, sim_workers, args, tag, repo=REPO):
     """Run one job (from the checkout `repo`) for warmup + iterations iterations with its envs in `sim_workers`
     simulations; returns the per-iteration seconds of simulation (fwd+bwd) and of network updates, and the peak
     RSS in GiB. The "processes" job is the bare simulator as `sim_workers` separate processes of N/P envs each,
-    started together: what P cores give when nothing is shared (no GIL, no serial part), so the ceiling of
-    `--sim-workers P`; its seconds per iteration are the slowest process's, its memory the processes' sum."""
+    started together and never synchronised, so the ceiling of `--sim-workers P`; its seconds per iteration are
+    the slowest process's, its memory the processes' sum."""
     common = ["--env-id", args.env_id, "--horizon", str(args.horizon), "--seed", str(args.seed),
               "--cuda" if args.cuda else "--no-cuda"]
     if job in ("bare", "DFlex", "processes"):
@@ -125,8 +134,9 @@ def run(job, sim_workers, args, tag, repo=REPO):
             outputs.append(stdout.read().decode())
             peak_gib += usage.ru_maxrss / 2**20  # ru_maxrss is in KiB on Linux
     if job in ("bare", "DFlex", "processes"):
-        sim = [max(times) for times in zip(*(json.loads(output.strip().splitlines()[-1]) for output in outputs))]
-        return sim, [0.0] * len(sim), peak_gib
+        results = [json.loads(output.strip().splitlines()[-1]) for output in outputs]
+        sim = [max(times) for times in zip(*(result["seconds"] for result in results))]
+        return sim, [0.0] * len(sim), sum(result["peak_gib"] for result in results)
     runs = [d for d in os.listdir(os.path.join(repo, "runs")) if f"__{exp_name}__" in d]
     return (*perf(os.path.join(repo, "runs", max(runs))), peak_gib)
 
