@@ -7,7 +7,8 @@ N/P envs in a worker process (`serve`), which steps, observes, rewards and reset
 generator. The calling process sends each step's actions and receives observations, rewards and episode ends.
 For BPTT, each step is one autograd node, `ShardStep`: its backward sends the gradients of the step's outputs
 to the workers, and each worker differentiates that step's graph, which starts from detached leaves of the
-simulator state, and keeps the state's gradient for the step before. A link tensor chains the nodes, so that
+task's tensors with autograd history (the simulator state, the last observation), and keeps the gradients of
+those leaves for the step before. A link tensor chains the nodes, so that
 autograd differentiates the steps from the last to the first.
 """
 import multiprocessing
@@ -39,12 +40,17 @@ def cut_history(task):
         return leaves[id(value)][1]
 
     for name, value in list(vars(task).items()):
-        if isinstance(value, (list, tuple)):
-            setattr(task, name, type(value)(cut(v) for v in value))
-        elif isinstance(value, dict):
-            setattr(task, name, {key: cut(v) for key, v in value.items()})
+        if type(value) in (list, tuple):
+            new = type(value)(cut(v) for v in value)
+            changed = any(a is not b for a, b in zip(new, value))
+        elif type(value) is dict:
+            new = {key: cut(v) for key, v in value.items()}
+            changed = any(new[key] is not value[key] for key in value)
         else:
-            setattr(task, name, cut(value))
+            new = cut(value)
+            changed = new is not value
+        if changed:  # a container without such tensors stays the object it is
+            setattr(task, name, new)
     return [tensor for tensor, _ in leaves.values()], [leaf for _, leaf in leaves.values()]
 
 
@@ -60,6 +66,7 @@ class Shard:
         # task's tensors at its end, which the next step's leaves replaced]
         self.steps = []
         self.carried_grads = {}  # step index -> gradients of its carried tensors, from the step after it
+        self.chained = False  # whether the next recorded step continues the last one's graph
 
     def reset(self, seed):
         self.forget()
@@ -73,13 +80,14 @@ class Shard:
         actions = torch.from_numpy(actions)
         if record:
             carried, leaves = cut_history(self.env.task)
-            if self.steps:
+            if self.chained and self.steps[-1] is not None:
                 self.steps[-1][2] = carried
             inputs = [actions.requires_grad_(), *leaves]
         with torch.set_grad_enabled(record):
             obs, reward, terminated, truncated, info = self.env.step(actions)
         if record:
             self.steps.append([inputs, [obs, reward, info["final_obs"]], []])
+        self.chained = record
         outputs = (obs, reward, terminated, truncated, info["final_obs"])
         return [x.detach().numpy() for x in outputs] + [int(info["nan_resets"])]
 
@@ -205,6 +213,7 @@ class ShardedEnv:
         self.device = torch.device("cpu")
         first = self.receive_all()[0]
         self.num_obs, self.num_actions, self.max_episode_length, self.requires_grad, self.metadata = first
+        self.horizon = 0
         self.start_horizon()
 
     def receive_all(self, shards=None):
@@ -229,7 +238,7 @@ class ShardedEnv:
 
     def start_horizon(self):
         """Drop the recorded steps: a new horizon's first node links to a fresh leaf."""
-        self.horizon = getattr(self, "horizon", 0) + 1
+        self.horizon += 1
         self.recorded = 0
         self.link = torch.zeros((), requires_grad=True)
 
@@ -261,7 +270,7 @@ class ShardedEnv:
         return obs, reward, terminated, truncated, {"final_obs": final_obs, "nan_resets": self.nan_resets}
 
     def render(self):
-        """A frame of the first two envs, which live in shard 0."""
+        """A frame of shard 0's first two envs (the env's first two where a shard has two or more)."""
         self.connections[0].send(("render", ()))
         return self.receive_all(shards=[0])[0]
 
