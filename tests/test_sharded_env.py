@@ -29,8 +29,9 @@ def one_simulation_rollout(env_id, low_memory, actions):
 def test_two_simulations_give_one_simulations_observations_rewards_ends_and_gradients(env_id, low_memory):
     """From the same start states with the same actions, over 20 steps in which every env reaches its 12-step
     time limit and resets: bit-identical (the envs' dynamics are independent of each other). The one simulation
-    runs in a fresh process, as each of the two does: a simulation's gradients can differ in their last bits
-    with what its process ran before (an Ant's by up to 3e-7 after another Ant's random reset)."""
+    runs in a fresh process, as each of the two does: Rewarped's Ant observes through TorchScript functions, whose
+    gradient formulas change after their first calls in a process, so an Ant's gradients differ in their last
+    bits (up to 3e-7) after another Ant's random reset in the same process."""
     two = nominal(make_env(env_id, 4, seed=3, episode_length=12, low_memory=low_memory, sim_workers=2))
     two.reset()
     actions = random_actions(two, 20, seed=1)
