@@ -89,16 +89,20 @@ def finished_run(cwd, script, *extra):
     return torch.load(model_path, weights_only=True), evals
 
 
-def interrupted_run(cwd, script, signum, *extra):
+def interrupted_run(cwd, script, signum, *extra, group=False):
     """Start a run that checkpoints every 3 iterations and send it `signum` as soon as its first checkpoint is
-    on disk; return its exit code, its stderr and the checkpoint's path."""
+    on disk (`group`: to its whole process group, as a terminal's Ctrl-C does); return its exit code, its stderr
+    and the checkpoint's path."""
     process = subprocess.Popen(command(script, "--checkpoint-every", "3", *extra), cwd=cwd, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=ENV)
+                               stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=group)
     deadline = time.time() + 600
     while not list(Path(cwd).glob("runs/*/checkpoint.pt")):
         assert process.poll() is None and time.time() < deadline, "no checkpoint was written"
         time.sleep(0.005)
-    process.send_signal(signum)
+    if group:
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=600)
     assert "eval:" not in stdout, "the signal came after training had ended: the test checked nothing"
     (checkpoint,) = Path(cwd).glob("runs/*/checkpoint.pt")
@@ -122,7 +126,7 @@ def assert_same_run(a, b):
 def test_a_killed_or_stopped_run_resumes_bit_identically(script, sim_workers, tmp_path):
     """12 iterations straight; the same run killed (SIGKILL) or stopped (SIGTERM) right after its checkpoint
     at iteration 3 and resumed with --resume: the same actor, critics, normalisers and eval returns (RPO also
-    with its envs in two simulations)."""
+    with its envs in two simulation processes, and then also stopped by a Ctrl-C to its process group)."""
     workers = ("--sim-workers", str(sim_workers))
     (tmp_path / "straight").mkdir()
     straight = finished_run(tmp_path / "straight", script, *workers)
@@ -140,6 +144,12 @@ def test_a_killed_or_stopped_run_resumes_bit_identically(script, sim_workers, tm
                                       rf"--resume {re.escape(str(checkpoint.relative_to(tmp_path / 'stopped')))} to continue", last_line), last_line
     assert_same_run(straight, finished_run(tmp_path / "stopped", script, "--checkpoint-every", "3",
                                            "--resume", str(checkpoint), *workers))
+    if sim_workers > 1:  # Ctrl-C reaches the simulation processes too: they must outlive the checkpoint
+        (tmp_path / "ctrl_c").mkdir()
+        code, stderr, checkpoint = interrupted_run(tmp_path / "ctrl_c", script, signal.SIGINT, *workers, group=True)
+        assert code == 1 and "stopped by SIGINT after iteration" in stderr.strip().splitlines()[-1], stderr[-2000:]
+        assert_same_run(straight, finished_run(tmp_path / "ctrl_c", script, "--checkpoint-every", "3",
+                                               "--resume", str(checkpoint), *workers))
 
 
 MODULES = [shac_dflex, sapo_dflex, rpo_continuous_dflex, ppo_dflex]
