@@ -11,6 +11,7 @@ task's tensors with autograd history (the simulator state, the last observation)
 those leaves for the step before. A link tensor chains the nodes, so that
 autograd differentiates the steps from the last to the first.
 """
+import gc
 import multiprocessing
 import signal
 import traceback
@@ -131,6 +132,8 @@ def serve(connection, make_env_kwargs):
 
     try:
         shard = Shard(make_env(**make_env_kwargs))
+        gc.collect()
+        gc.freeze()  # Warp's kernels and the env, ~400k objects, out of the cycle collector's full passes
         env = shard.env
         reply = ("ok", (env.num_obs, env.num_actions, env.max_episode_length, env.requires_grad, env.metadata))
     except Exception as error:
